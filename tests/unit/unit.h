@@ -1,0 +1,53 @@
+/* Tiny unit-test harness: CHECK records a failure and continues, so one run
+ * reports every broken expectation; main() in unit.c runs the registered tests. */
+#ifndef MINIVMM_TESTS_UNIT_H
+#define MINIVMM_TESTS_UNIT_H
+
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+
+typedef void (*unit_fn)(void);
+void unit_register(const char *name, unit_fn fn);
+void unit_fail(const char *file, int line, const char *expr);
+/* Marks the running test as skipped (with a loud reason) instead of passed. */
+void unit_skip(const char *why);
+
+#define TEST(name)                                                        \
+    static void name(void);                                               \
+    __attribute__((constructor)) static void register_##name(void)        \
+    {                                                                     \
+        unit_register(#name, name);                                       \
+    }                                                                     \
+    static void name(void)
+
+#define CHECK(expr)                                                       \
+    do {                                                                  \
+        if (!(expr))                                                      \
+            unit_fail(__FILE__, __LINE__, #expr);                         \
+    } while (0)
+
+#define CHECK_EQ(a, b)                                                    \
+    do {                                                                  \
+        unsigned long long va_ = (unsigned long long)(a);                 \
+        unsigned long long vb_ = (unsigned long long)(b);                 \
+        if (va_ != vb_) {                                                 \
+            char msg_[256];                                               \
+            snprintf(msg_, sizeof(msg_), "%s == %s (0x%llx != 0x%llx)",   \
+                     #a, #b, va_, vb_);                                   \
+            unit_fail(__FILE__, __LINE__, msg_);                          \
+        }                                                                 \
+    } while (0)
+
+#define CHECK_STR_CONTAINS(haystack, needle)                              \
+    do {                                                                  \
+        const char *h_ = (haystack);                                      \
+        if (!h_ || !strstr(h_, (needle))) {                               \
+            char msg_[512];                                               \
+            snprintf(msg_, sizeof(msg_), "'%s' contains '%s'",            \
+                     h_ ? h_ : "(null)", (needle));                       \
+            unit_fail(__FILE__, __LINE__, msg_);                          \
+        }                                                                 \
+    } while (0)
+
+#endif
