@@ -1,0 +1,392 @@
+/* x86_64 implementation of vmm/arch.h. */
+#include "vmm/arch.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "arch/x86_64/acpi_tables.h"
+#include "arch/x86_64/boot_params.h"
+#include "arch/x86_64/bzimage.h"
+#include "arch/x86_64/cpu_state.h"
+#include "arch/x86_64/cpuid.h"
+#include "arch/x86_64/layout.h"
+#include "arch/x86_64/power_ports.h"
+#include "devices/serial_16550.h"
+#include "vmm/log.h"
+#include "vmm/vm.h"
+
+/* KVM on Intel needs three pages for the real-mode TSS and one for the
+ * identity map; both sit in the 4 GiB hole, clear of RAM and devices. */
+#define X86_KVM_TSS_ADDR 0xfffbd000ULL
+#define X86_KVM_IDENTITY_MAP_ADDR 0xfffbc000ULL
+#define X86_MAX_KERNEL_FILE (512ULL << 20)
+#define X86_CPUID_SPARE_ENTRIES 8
+
+struct x86_vm {
+    struct irq_line com1_irq;
+    struct serial_16550 com1;
+    bool com1_ready;
+    struct kvm_cpuid2 *supported_cpuid;
+    uint64_t entry;
+    struct mem_range ram[ARCH_MAX_RAM_RANGES];
+    unsigned n_ram;
+};
+
+const char *arch_default_cmdline(void)
+{
+    return "console=ttyS0";
+}
+
+int arch_ram_layout(uint64_t mem_size, struct mem_range *ranges, unsigned max, unsigned *n)
+{
+    if (max < 2)
+        return -EINVAL;
+    /* RAM fills from 0 up to the 32-bit MMIO hole, the rest continues at 4 GiB. */
+    ranges[0] = (struct mem_range){0, mem_size < X86_MMIO32_START ? mem_size : X86_MMIO32_START};
+    *n = 1;
+    if (mem_size > X86_MMIO32_START) {
+        ranges[1] = (struct mem_range){X86_4GIB, mem_size - X86_MMIO32_START};
+        *n = 2;
+    }
+    return 0;
+}
+
+void arch_hotplug_window(uint64_t mem_size, uint64_t *start, uint64_t *end)
+{
+    uint64_t ram_end = mem_size <= X86_MMIO32_START ? X86_4GIB
+                                                    : X86_4GIB + (mem_size - X86_MMIO32_START);
+    *start = ram_end;
+    /* 46 bits: below every current CPU's guest-physical width with NPT/EPT
+     * (the guest is told the real width through CPUID 0x80000008). */
+    *end = 1ULL << 46;
+}
+
+void arch_device_irq_range(uint32_t *first, uint32_t *last)
+{
+    *first = X86_FIRST_DEVICE_GSI;
+    *last = X86_LAST_DEVICE_GSI;
+}
+
+uint64_t arch_device_mmio_base(unsigned index)
+{
+    return X86_VIRTIO_MMIO_BASE + (uint64_t)index * X86_VIRTIO_MMIO_STRIDE;
+}
+
+static int vm_ioctl(struct vm *vm, unsigned long req, unsigned long arg, const char *name)
+{
+    if (ioctl(vm->vm_fd, req, arg) < 0) {
+        int err = errno;
+        log_error("%s: %s", name, strerror(err));
+        return -err;
+    }
+    return 0;
+}
+
+int arch_vm_init(struct vm *vm)
+{
+    struct x86_vm *x = calloc(1, sizeof(*x));
+    if (!x)
+        return -ENOMEM;
+    vm->arch = x;
+    x->com1_irq.eventfd = -1;
+    arch_ram_layout(vm->cfg->mem_size, x->ram, ARCH_MAX_RAM_RANGES, &x->n_ram);
+
+    int rc = vm_ioctl(vm, KVM_SET_TSS_ADDR, X86_KVM_TSS_ADDR, "KVM_SET_TSS_ADDR");
+    if (rc)
+        return rc;
+    if (ioctl(vm->vm_fd, KVM_CHECK_EXTENSION, KVM_CAP_SET_IDENTITY_MAP_ADDR) > 0) {
+        uint64_t addr = X86_KVM_IDENTITY_MAP_ADDR;
+        rc = vm_ioctl(vm, KVM_SET_IDENTITY_MAP_ADDR, (unsigned long)&addr,
+                      "KVM_SET_IDENTITY_MAP_ADDR");
+        if (rc)
+            return rc;
+    }
+    /* In-kernel PIC + IOAPIC + local APICs: interrupts never need a trip
+     * through userspace, and irqfd requires them. */
+    rc = vm_ioctl(vm, KVM_CREATE_IRQCHIP, 0, "KVM_CREATE_IRQCHIP");
+    if (rc)
+        return rc;
+    struct kvm_pit_config pit = {.flags = KVM_PIT_SPEAKER_DUMMY};
+    rc = vm_ioctl(vm, KVM_CREATE_PIT2, (unsigned long)&pit, "KVM_CREATE_PIT2");
+    if (rc)
+        return rc;
+
+    x->supported_cpuid = x86_supported_cpuid(vm->kvm_fd, X86_CPUID_SPARE_ENTRIES);
+    if (!x->supported_cpuid)
+        return -ENOTSUP;
+
+    rc = irq_line_init(&x->com1_irq, vm->vm_fd, X86_COM1_GSI);
+    if (rc)
+        return rc;
+    serial_16550_init(&x->com1, STDOUT_FILENO, &x->com1_irq);
+    x->com1_ready = true;
+    rc = io_bus_register(&vm->pio, X86_COM1_PORT, 8, &serial_16550_io, &x->com1, "com1");
+    if (rc)
+        return rc;
+    vm->console_uart = &x->com1;
+    return x86_power_ports_register(vm);
+}
+
+static int read_kernel_file(const char *path, uint8_t **data, size_t *len)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        log_error("--kernel %s: %s", path, strerror(errno));
+        return -ENOEXEC;
+    }
+    struct stat st;
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || (uint64_t)st.st_size > X86_MAX_KERNEL_FILE) {
+        log_error("--kernel %s: not a regular file of at most 512 MiB", path);
+        close(fd);
+        return -ENOEXEC;
+    }
+    *len = (size_t)st.st_size;
+    *data = malloc(*len ? *len : 1);
+    if (!*data) {
+        close(fd);
+        return -ENOMEM;
+    }
+    size_t done = 0;
+    while (done < *len) {
+        ssize_t n = pread(fd, *data + done, *len - done, (off_t)done);
+        if (n <= 0) {
+            log_error("--kernel %s: read: %s", path, n < 0 ? strerror(errno) : "short file");
+            free(*data);
+            close(fd);
+            return -ENOEXEC;
+        }
+        done += (size_t)n;
+    }
+    close(fd);
+    return 0;
+}
+
+/* Reads the initrd straight into guest memory at the highest page-aligned
+ * address the kernel accepts, above the kernel's own working area. */
+static int load_initrd(struct vm *vm, const struct bzimage_info *k, uint64_t *addr,
+                       uint64_t *size)
+{
+    const char *path = vm->cfg->initrd_path;
+    struct x86_vm *x = vm->arch;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        log_error("--initrd %s: %s", path, strerror(errno));
+        return -ENOEXEC;
+    }
+    struct stat st;
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size == 0) {
+        log_error("--initrd %s: not a non-empty regular file", path);
+        close(fd);
+        return -ENOEXEC;
+    }
+    uint64_t len = (uint64_t)st.st_size;
+    uint64_t limit = x->ram[0].size;
+    if (k->initrd_addr_max && (uint64_t)k->initrd_addr_max + 1 < limit)
+        limit = (uint64_t)k->initrd_addr_max + 1;
+    uint64_t kernel_end = (k->load_addr + k->init_size + 0xfff) & ~0xfffULL;
+    if (len > limit || ((limit - len) & ~0xfffULL) < kernel_end) {
+        log_error("--initrd %s: %llu MiB does not fit in low memory next to the kernel "
+                  "(raise --mem)", path, (unsigned long long)(len >> 20));
+        close(fd);
+        return -ENOEXEC;
+    }
+    uint64_t gpa = (limit - len) & ~0xfffULL;
+    uint8_t *dst = guest_mem_ptr(&vm->mem, gpa, len);
+    if (!dst) {
+        close(fd);
+        return -EFAULT;
+    }
+    uint64_t done = 0;
+    while (done < len) {
+        ssize_t n = pread(fd, dst + done, len - done, (off_t)done);
+        if (n <= 0) {
+            log_error("--initrd %s: read: %s", path, n < 0 ? strerror(errno) : "short file");
+            close(fd);
+            return -ENOEXEC;
+        }
+        done += (uint64_t)n;
+    }
+    close(fd);
+    *addr = gpa;
+    *size = len;
+    return 0;
+}
+
+int arch_check_kernel(const struct vm_config *cfg)
+{
+    uint8_t *image;
+    size_t image_len;
+    struct bzimage_info k;
+    const char *why;
+    struct mem_range ram[ARCH_MAX_RAM_RANGES];
+    unsigned n_ram;
+
+    int rc = read_kernel_file(cfg->kernel_path, &image, &image_len);
+    if (rc)
+        return rc;
+    rc = bzimage_parse(image, image_len, &k, &why);
+    free(image);
+    if (rc) {
+        log_error("--kernel %s: %s", cfg->kernel_path, why);
+        return rc;
+    }
+    arch_ram_layout(cfg->mem_size, ram, ARCH_MAX_RAM_RANGES, &n_ram);
+    if (k.load_addr + k.init_size > ram[0].size) {
+        log_error("--kernel %s: needs %llu MiB of memory to decompress; raise --mem",
+                  cfg->kernel_path, (unsigned long long)((k.load_addr + k.init_size) >> 20) + 1);
+        return -ENOEXEC;
+    }
+    const char *cmdline = cfg->cmdline ? cfg->cmdline : arch_default_cmdline();
+    size_t cmdline_len = strlen(cmdline);
+    /* Protocols before 2.06 do not state a limit; 255 was theirs. */
+    uint32_t cmdline_max = k.protocol >= 0x0206 ? k.cmdline_size : 255;
+    if (cmdline_len > cmdline_max || cmdline_len >= X86_CMDLINE_MAX) {
+        log_error("--cmdline: %zu bytes, this kernel accepts at most %u", cmdline_len,
+                  cmdline_max);
+        return -ENOEXEC;
+    }
+    return 0;
+}
+
+int arch_load_kernel(struct vm *vm)
+{
+    struct x86_vm *x = vm->arch;
+    const char *path = vm->cfg->kernel_path;
+    uint8_t *image;
+    size_t image_len;
+    struct bzimage_info k;
+    const char *why;
+
+    int rc = read_kernel_file(path, &image, &image_len);
+    if (rc)
+        return rc;
+    rc = bzimage_parse(image, image_len, &k, &why);
+    if (rc) {
+        log_error("--kernel %s: %s", path, why);
+        goto out;
+    }
+    rc = guest_mem_write(&vm->mem, k.load_addr, image + k.setup_size, k.payload_size);
+    if (rc)
+        goto out;
+
+    const char *cmdline = vm->cfg->cmdline ? vm->cfg->cmdline : arch_default_cmdline();
+    size_t cmdline_len = strlen(cmdline);
+    rc = guest_mem_write(&vm->mem, X86_CMDLINE_ADDR, cmdline, cmdline_len + 1);
+    if (rc)
+        goto out;
+
+    uint64_t initrd_addr = 0, initrd_size = 0;
+    if (vm->cfg->initrd_path) {
+        rc = load_initrd(vm, &k, &initrd_addr, &initrd_size);
+        if (rc)
+            goto out;
+    }
+
+    rc = x86_write_boot_tables(&vm->mem);
+    if (rc)
+        goto out;
+
+    struct boot_params bp;
+    struct x86_boot_info info = {
+        .kernel_header = image,
+        .kernel_header_len = image_len,
+        .cmdline_addr = X86_CMDLINE_ADDR,
+        .cmdline_len = (uint32_t)cmdline_len,
+        .initrd_addr = initrd_addr,
+        .initrd_size = initrd_size,
+        .rsdp_addr = X86_ACPI_TABLES_ADDR,
+        .ram = x->ram,
+        .n_ram = x->n_ram,
+    };
+    rc = x86_build_boot_params(&bp, &info);
+    if (rc) {
+        log_error("--kernel %s: cannot build boot parameters: %s", path, strerror(-rc));
+        rc = -ENOEXEC;
+        goto out;
+    }
+    rc = guest_mem_write(&vm->mem, X86_ZERO_PAGE_ADDR, &bp, sizeof(bp));
+    x->entry = k.entry64;
+out:
+    free(image);
+    return rc;
+}
+
+int arch_describe_devices(struct vm *vm)
+{
+    struct acpi_mmio_device mmio[VM_MAX_DEVICES];
+    size_t n_mmio = 0;
+
+    for (unsigned i = 0; i < vm->n_devices; i++) {
+        const struct vm_device_info *d = &vm->devices[i];
+        if (d->kind != VM_DEVICE_VIRTIO_MMIO)
+            continue;
+        mmio[n_mmio] = (struct acpi_mmio_device){
+            .base = d->mmio_base, .size = d->mmio_size, .gsi = d->irq, .uid = (uint32_t)n_mmio};
+        n_mmio++;
+    }
+    struct acpi_config cfg = {
+        .ncpus = vm->cfg->ncpus,
+        .mmio = mmio,
+        .n_mmio = n_mmio,
+    };
+    uint8_t *dst = guest_mem_ptr(&vm->mem, X86_ACPI_TABLES_ADDR, X86_ACPI_TABLES_SIZE);
+    if (!dst)
+        return -EFAULT;
+    uint64_t rsdp;
+    size_t used;
+    int rc = acpi_build_tables(&cfg, dst, X86_ACPI_TABLES_SIZE, X86_ACPI_TABLES_ADDR, &rsdp, &used);
+    if (rc) {
+        log_error("building ACPI tables: %s", strerror(-rc));
+        return rc;
+    }
+    log_debug("ACPI tables: %zu bytes at 0x%llx", used, (unsigned long long)rsdp);
+    return 0;
+}
+
+int arch_vcpu_init(struct vm *vm, struct vcpu *vcpu)
+{
+    struct x86_vm *x = vm->arch;
+    const struct kvm_cpuid2 *base = x->supported_cpuid;
+    size_t capacity = base->nent + X86_CPUID_SPARE_ENTRIES;
+    size_t bytes = sizeof(*base) + capacity * sizeof(struct kvm_cpuid_entry2);
+    struct kvm_cpuid2 *cpuid = malloc(bytes);
+    if (!cpuid)
+        return -ENOMEM;
+    memcpy(cpuid, base, sizeof(*base) + base->nent * sizeof(struct kvm_cpuid_entry2));
+    int rc = x86_cpuid_adjust(cpuid, (unsigned)capacity, vcpu->index, vm->cfg->ncpus);
+    if (rc == 0 && ioctl(vcpu->fd, KVM_SET_CPUID2, cpuid) < 0) {
+        rc = -errno;
+        log_error("KVM_SET_CPUID2 vCPU %u: %s", vcpu->index, strerror(errno));
+    }
+    free(cpuid);
+    if (rc)
+        return rc;
+
+    rc = x86_set_msrs(vcpu->fd, vcpu->index);
+    if (!rc)
+        rc = x86_set_fpu(vcpu->fd, vcpu->index);
+    if (!rc)
+        rc = x86_set_lapic(vcpu->fd, vcpu->index);
+    if (!rc && vcpu->index == 0)
+        rc = x86_set_boot_regs(vcpu->fd, x->entry, X86_ZERO_PAGE_ADDR);
+    return rc;
+}
+
+void arch_vm_destroy(struct vm *vm)
+{
+    struct x86_vm *x = vm->arch;
+    if (!x)
+        return;
+    if (x->com1_ready)
+        serial_16550_destroy(&x->com1);
+    irq_line_destroy(&x->com1_irq, vm->vm_fd);
+    free(x->supported_cpuid);
+    free(x);
+    vm->arch = NULL;
+    vm->console_uart = NULL;
+}

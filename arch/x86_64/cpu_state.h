@@ -1,0 +1,22 @@
+/* Initial x86_64 vCPU state for the 64-bit Linux boot protocol: long mode with
+ * identity-mapped page tables, flat segments, the zero page in %rsi. */
+#ifndef MINIVMM_ARCH_X86_64_CPU_STATE_H
+#define MINIVMM_ARCH_X86_64_CPU_STATE_H
+
+#include <stdint.h>
+
+#include "vmm/guest_mem.h"
+
+/* GDT, IDT and page tables in low guest memory. */
+int x86_write_boot_tables(const struct guest_mem *gm);
+
+/* Registers of the boot vCPU. Application processors are left in KVM's
+ * wait-for-SIPI state and started by the guest. */
+int x86_set_boot_regs(int vcpu_fd, uint64_t entry, uint64_t zero_page);
+
+/* MSRs, FPU and local APIC LINT pins: every vCPU. */
+int x86_set_msrs(int vcpu_fd, unsigned index);
+int x86_set_fpu(int vcpu_fd, unsigned index);
+int x86_set_lapic(int vcpu_fd, unsigned index);
+
+#endif

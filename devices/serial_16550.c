@@ -1,0 +1,293 @@
+#include "devices/serial_16550.h"
+
+#include <errno.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+/* Register offsets */
+#define REG_DATA 0      /* RBR (read) / THR (write); DLL when LCR.DLAB */
+#define REG_IER 1       /* DLM when LCR.DLAB */
+#define REG_IIR_FCR 2   /* IIR (read) / FCR (write) */
+#define REG_LCR 3
+#define REG_MCR 4
+#define REG_LSR 5
+#define REG_MSR 6
+#define REG_SCR 7
+
+#define IER_RDA 0x01
+#define IER_THRE 0x02
+#define IER_MASK 0x0f
+
+#define IIR_NONE 0x01
+#define IIR_THRE 0x02
+#define IIR_RDA 0x04
+#define IIR_FIFO_ENABLED 0xc0
+
+#define FCR_ENABLE 0x01
+#define FCR_CLEAR_RX 0x02
+
+#define LCR_DLAB 0x80
+
+#define MCR_DTR 0x01
+#define MCR_RTS 0x02
+#define MCR_OUT1 0x04
+#define MCR_OUT2 0x08
+#define MCR_LOOP 0x10
+#define MCR_MASK 0x1f
+
+#define LSR_DR 0x01
+#define LSR_THRE 0x20
+#define LSR_TEMT 0x40
+
+#define MSR_CTS 0x10
+#define MSR_DSR 0x20
+#define MSR_RI 0x40
+#define MSR_DCD 0x80
+
+void serial_16550_init(struct serial_16550 *s, int out_fd, const struct irq_line *irq)
+{
+    memset(s, 0, sizeof(*s));
+    pthread_mutex_init(&s->lock, NULL);
+    pthread_cond_init(&s->rx_space, NULL);
+    s->out_fd = out_fd;
+    s->irq = irq;
+    s->mcr = MCR_OUT2;
+    s->dll = 0x0c;      /* 9600 baud, what firmware would leave behind */
+}
+
+void serial_16550_destroy(struct serial_16550 *s)
+{
+    pthread_cond_destroy(&s->rx_space);
+    pthread_mutex_destroy(&s->lock);
+}
+
+static uint8_t current_iir(const struct serial_16550 *s)
+{
+    uint8_t fifo = (s->fcr & FCR_ENABLE) ? IIR_FIFO_ENABLED : 0;
+    if ((s->ier & IER_RDA) && s->rx_count)
+        return IIR_RDA | fifo;
+    if ((s->ier & IER_THRE) && s->thre_pending)
+        return IIR_THRE | fifo;
+    return IIR_NONE | fifo;
+}
+
+/* The line is wired edge-triggered (irqfd), so raise it on every new reason
+ * for an interrupt; the 8250 driver drains all sources per interrupt. */
+static void update_irq(struct serial_16550 *s, bool new_event)
+{
+    bool pending = (current_iir(s) & IIR_NONE) == 0;
+    if (pending && (new_event || !s->irq_asserted) && s->irq)
+        irq_line_trigger(s->irq);
+    s->irq_asserted = pending;
+}
+
+static void rx_push_locked(struct serial_16550 *s, uint8_t byte)
+{
+    if (s->rx_count == SERIAL_RX_FIFO_SIZE)
+        return;     /* overrun: the byte is lost, as on hardware */
+    s->rx[(s->rx_head + s->rx_count) % SERIAL_RX_FIFO_SIZE] = byte;
+    s->rx_count++;
+}
+
+static uint8_t rx_pop_locked(struct serial_16550 *s)
+{
+    if (!s->rx_count)
+        return 0;
+    uint8_t byte = s->rx[s->rx_head];
+    s->rx_head = (s->rx_head + 1) % SERIAL_RX_FIFO_SIZE;
+    s->rx_count--;
+    pthread_cond_broadcast(&s->rx_space);
+    return byte;
+}
+
+static void transmit_locked(struct serial_16550 *s, uint8_t byte)
+{
+    if (s->mcr & MCR_LOOP) {
+        rx_push_locked(s, byte);
+        return;
+    }
+    if (s->out_fd < 0)
+        return;
+    for (;;) {
+        ssize_t n = write(s->out_fd, &byte, 1);
+        if (n == 1)
+            return;
+        if (n < 0 && errno == EINTR)
+            continue;
+        log_warn_ratelimited(&s->write_rl, "serial: console output dropped: %s",
+                             n < 0 ? strerror(errno) : "short write");
+        return;
+    }
+}
+
+static uint8_t modem_status(const struct serial_16550 *s)
+{
+    if (!(s->mcr & MCR_LOOP))
+        return MSR_DCD | MSR_DSR | MSR_CTS;    /* a terminal is always attached */
+    /* Loopback wires the modem outputs back to the inputs; Linux's probe
+     * checks exactly this mapping. */
+    uint8_t msr = 0;
+    if (s->mcr & MCR_RTS)
+        msr |= MSR_CTS;
+    if (s->mcr & MCR_DTR)
+        msr |= MSR_DSR;
+    if (s->mcr & MCR_OUT1)
+        msr |= MSR_RI;
+    if (s->mcr & MCR_OUT2)
+        msr |= MSR_DCD;
+    return msr;
+}
+
+static uint8_t read_reg(struct serial_16550 *s, unsigned reg)
+{
+    bool dlab = s->lcr & LCR_DLAB;
+    uint8_t v;
+
+    switch (reg) {
+    case REG_DATA:
+        if (dlab)
+            return s->dll;
+        v = rx_pop_locked(s);
+        update_irq(s, false);
+        return v;
+    case REG_IER:
+        return dlab ? s->dlm : s->ier;
+    case REG_IIR_FCR:
+        v = current_iir(s);
+        /* Reading IIR while it reports THR-empty acknowledges that source. */
+        if ((v & 0x0f) == IIR_THRE)
+            s->thre_pending = false;
+        update_irq(s, false);
+        return v;
+    case REG_LCR:
+        return s->lcr;
+    case REG_MCR:
+        return s->mcr;
+    case REG_LSR:
+        return LSR_THRE | LSR_TEMT | (s->rx_count ? LSR_DR : 0);
+    case REG_MSR:
+        return modem_status(s);
+    case REG_SCR:
+        return s->scr;
+    }
+    return 0xff;
+}
+
+static void write_reg(struct serial_16550 *s, unsigned reg, uint8_t v)
+{
+    bool dlab = s->lcr & LCR_DLAB;
+
+    switch (reg) {
+    case REG_DATA:
+        if (dlab) {
+            s->dll = v;
+            return;
+        }
+        transmit_locked(s, v);
+        /* The byte left at once, so THR is empty again. */
+        s->thre_pending = true;
+        update_irq(s, (s->ier & IER_THRE) != 0);
+        return;
+    case REG_IER:
+        if (dlab) {
+            s->dlm = v;
+            return;
+        }
+        {
+            bool thre_enabled_now = (v & IER_THRE) && !(s->ier & IER_THRE);
+            s->ier = v & IER_MASK;
+            /* Enabling the THR-empty interrupt with THR empty interrupts at
+             * once; the 8250 driver relies on it to start transmitting. */
+            if (thre_enabled_now)
+                s->thre_pending = true;
+            update_irq(s, thre_enabled_now);
+        }
+        return;
+    case REG_IIR_FCR:
+        s->fcr = v & (FCR_ENABLE | 0xc0);
+        if (v & FCR_CLEAR_RX) {
+            s->rx_head = s->rx_count = 0;
+            pthread_cond_broadcast(&s->rx_space);
+        }
+        update_irq(s, false);
+        return;
+    case REG_LCR:
+        s->lcr = v;
+        return;
+    case REG_MCR:
+        s->mcr = v & MCR_MASK;
+        return;
+    case REG_SCR:
+        s->scr = v;
+        return;
+    default:
+        return;     /* LSR and MSR are read-only */
+    }
+}
+
+static void serial_read(void *opaque, uint64_t offset, uint8_t *data, unsigned len)
+{
+    struct serial_16550 *s = opaque;
+    memset(data, 0xff, len);
+    if (offset >= SERIAL_REG_COUNT)
+        return;
+    pthread_mutex_lock(&s->lock);
+    data[0] = read_reg(s, (unsigned)offset);
+    pthread_mutex_unlock(&s->lock);
+}
+
+static void serial_write(void *opaque, uint64_t offset, const uint8_t *data, unsigned len)
+{
+    struct serial_16550 *s = opaque;
+    if (offset >= SERIAL_REG_COUNT || len == 0)
+        return;
+    pthread_mutex_lock(&s->lock);
+    write_reg(s, (unsigned)offset, data[0]);
+    pthread_mutex_unlock(&s->lock);
+}
+
+const struct io_handler serial_16550_io = {
+    .read = serial_read,
+    .write = serial_write,
+};
+
+size_t serial_16550_push_input(struct serial_16550 *s, const uint8_t *buf, size_t n)
+{
+    size_t taken = 0;
+    pthread_mutex_lock(&s->lock);
+    if (!s->closing) {
+        while (taken < n && s->rx_count < SERIAL_RX_FIFO_SIZE)
+            rx_push_locked(s, buf[taken++]);
+        if (taken)
+            update_irq(s, (s->ier & IER_RDA) != 0);
+    }
+    pthread_mutex_unlock(&s->lock);
+    return taken;
+}
+
+void serial_16550_wait_rx_space(struct serial_16550 *s, int timeout_ms)
+{
+    struct timespec deadline;
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_sec += timeout_ms / 1000;
+    deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+    if (deadline.tv_nsec >= 1000000000L) {
+        deadline.tv_sec++;
+        deadline.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&s->lock);
+    while (!s->closing && s->rx_count == SERIAL_RX_FIFO_SIZE) {
+        if (pthread_cond_timedwait(&s->rx_space, &s->lock, &deadline) == ETIMEDOUT)
+            break;
+    }
+    pthread_mutex_unlock(&s->lock);
+}
+
+void serial_16550_close(struct serial_16550 *s)
+{
+    pthread_mutex_lock(&s->lock);
+    s->closing = true;
+    pthread_cond_broadcast(&s->rx_space);
+    pthread_mutex_unlock(&s->lock);
+}

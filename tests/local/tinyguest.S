@@ -1,0 +1,126 @@
+/* A minimal "kernel" for tests on any /dev/kvm, including ones that cannot run
+ * Linux: entered through the 64-bit boot protocol like Linux, it checks the
+ * zero page, prints the command line and the start of the initrd on COM1,
+ * then does what the first letter of the command line asks. */
+        .code64
+        .text
+        .globl _start
+        .org 0x200                      /* 64-bit entry = load address + 0x200 */
+_start:
+        mov     %rsi, %rbx              /* boot_params */
+        lea     msg_hello(%rip), %rsi
+        call    puts
+        cmpl    $0x53726448, 0x202(%rbx)        /* "HdrS" copied into the zero page */
+        jne     fail
+        cmpb    $0xff, 0x210(%rbx)              /* type_of_loader */
+        jne     fail
+        lea     msg_cmdline(%rip), %rsi
+        call    puts
+        mov     0x228(%rbx), %esi               /* cmd_line_ptr */
+        mov     %rsi, %r12
+        call    puts
+        lea     msg_initrd(%rip), %rsi
+        call    puts
+        mov     0x218(%rbx), %esi               /* ramdisk_image */
+        mov     0x21c(%rbx), %ecx               /* ramdisk_size */
+        cmp     $16, %ecx
+        jbe     1f
+        mov     $16, %ecx
+1:      jrcxz   2f
+        lodsb
+        call    putc
+        dec     %ecx
+        jmp     1b
+2:      lea     msg_e820(%rip), %rsi
+        call    puts
+        movzbl  0x1e8(%rbx), %eax               /* e820_entries */
+        add     $'0', %al
+        call    putc
+        mov     $'\n', %al
+        call    putc
+
+        movzbl  (%r12), %eax                    /* first letter of the command line */
+        cmp     $'p', %al
+        je      acpi_poweroff
+        cmp     $'r', %al
+        je      acpi_reset
+        cmp     $'k', %al
+        je      kbd_reset
+        cmp     $'t', %al
+        je      triple_fault
+        cmp     $'e', %al
+        je      echo
+        cmp     $'m', %al
+        je      unmapped_mmio
+        cmp     $'s', %al
+        je      spin
+fail:
+        lea     msg_fail(%rip), %rsi
+        call    puts
+spin:
+        pause
+        jmp     spin
+
+acpi_poweroff:
+        mov     $0x600, %dx
+        mov     $0x34, %al                      /* SLP_TYP 5 << 2 | SLP_EN */
+        out     %al, %dx
+        jmp     spin
+acpi_reset:
+        mov     $0x602, %dx
+        mov     $0x01, %al
+        out     %al, %dx
+        jmp     spin
+kbd_reset:
+        mov     $0x64, %dx
+        mov     $0xfe, %al
+        out     %al, %dx
+        jmp     spin
+triple_fault:
+        ud2                                     /* empty IDT: #UD -> #DF -> shutdown */
+
+echo:                                           /* echo input until 'q', then power off */
+        call    getc
+        cmp     $'q', %al
+        je      acpi_poweroff
+        call    putc
+        jmp     echo
+
+unmapped_mmio:
+        mov     $0xd0000000, %esi               /* a device window with no device */
+        mov     (%rsi), %eax
+        movl    $0x12345678, (%rsi)
+        cmp     $0xffffffff, %eax
+        jne     fail
+        lea     msg_mmio(%rip), %rsi
+        call    puts
+        jmp     acpi_poweroff
+
+putc:
+        push    %rdx
+        mov     $0x3f8, %dx
+        out     %al, %dx
+        pop     %rdx
+        ret
+puts:
+        lodsb
+        test    %al, %al
+        jz      1f
+        call    putc
+        jmp     puts
+1:      ret
+getc:
+        mov     $0x3fd, %dx                     /* LSR: wait for data ready */
+1:      in      %dx, %al
+        test    $1, %al
+        jz      1b
+        mov     $0x3f8, %dx
+        in      %dx, %al
+        ret
+
+msg_hello:      .asciz "TINY-GUEST zero-page "
+msg_cmdline:    .asciz "cmdline="
+msg_initrd:     .asciz " initrd="
+msg_e820:       .asciz " e820="
+msg_mmio:       .asciz "MMIO-UNMAPPED-OK\n"
+msg_fail:       .asciz "TINY-GUEST-FAIL\n"

@@ -1,0 +1,172 @@
+#include <stdarg.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "unit.h"
+#include "vmm/cli.h"
+
+/* A readable file to stand in for kernel and initrd paths. */
+static const char *existing_file(void)
+{
+    return "/proc/self/exe";
+}
+
+static enum cli_result parse(struct vm_config *cfg, char *err, size_t err_len, ...)
+{
+    char *argv[32];
+    int argc = 0;
+    va_list ap;
+    va_start(ap, err_len);
+    argv[argc++] = "minivmm";
+    for (char *a; (a = va_arg(ap, char *)) != NULL;)
+        argv[argc++] = a;
+    va_end(ap);
+    argv[argc] = NULL;
+    FILE *devnull = fopen("/dev/null", "w");
+    enum cli_result r = cli_parse(argc, argv, cfg, err, err_len, devnull);
+    fclose(devnull);
+    return r;
+}
+
+#define EXPECT_ERROR(fragment, ...)                                          \
+    do {                                                                     \
+        struct vm_config cfg_;                                               \
+        char err_[512];                                                      \
+        CHECK_EQ(parse(&cfg_, err_, sizeof(err_), __VA_ARGS__, NULL), CLI_ERROR); \
+        CHECK_STR_CONTAINS(err_, fragment);                                  \
+        CHECK(strchr(err_, '\n') == NULL);                                   \
+    } while (0)
+
+TEST(defaults)
+{
+    struct vm_config cfg;
+    char err[512];
+    CHECK_EQ(parse(&cfg, err, sizeof(err), "--kernel", existing_file(), NULL), CLI_RUN);
+    CHECK_EQ(cfg.mem_size, 512ULL << 20);
+    CHECK_EQ(cfg.ncpus, 1);
+    CHECK(cfg.initrd_path == NULL);
+    CHECK(cfg.cmdline == NULL);
+}
+
+TEST(all_options_both_spellings)
+{
+    struct vm_config cfg;
+    char err[512];
+    CHECK_EQ(parse(&cfg, err, sizeof(err), "--kernel", existing_file(), "--initrd=/proc/self/exe",
+                   "--mem", "2G", "--cpus=4", "--cmdline", "console=ttyS0 quiet", "--verbose",
+                   NULL),
+             CLI_RUN);
+    CHECK_EQ(cfg.mem_size, 2ULL << 30);
+    CHECK_EQ(cfg.ncpus, 4);
+    CHECK(!strcmp(cfg.cmdline, "console=ttyS0 quiet"));
+    CHECK(!strcmp(cfg.initrd_path, "/proc/self/exe"));
+    CHECK(cfg.verbose);
+}
+
+TEST(help_and_version_exit_ok)
+{
+    struct vm_config cfg;
+    char err[512];
+    CHECK_EQ(parse(&cfg, err, sizeof(err), "--help", NULL), CLI_EXIT_OK);
+    CHECK_EQ(parse(&cfg, err, sizeof(err), "--version", NULL), CLI_EXIT_OK);
+    CHECK_EQ(parse(&cfg, err, sizeof(err), "--mem", "bogus", "--help", NULL), CLI_EXIT_OK);
+}
+
+TEST(every_bad_value_names_its_option)
+{
+    const char *k = existing_file();
+    EXPECT_ERROR("--kernel: required", "--mem", "1G");
+    EXPECT_ERROR("--kernel /nonexistent: No such file", "--kernel", "/nonexistent");
+    EXPECT_ERROR("--kernel: empty path", "--kernel", "");
+    EXPECT_ERROR("--initrd /nonexistent: No such file", "--kernel", k, "--initrd", "/nonexistent");
+    EXPECT_ERROR("--mem: missing value", "--kernel", k, "--mem");
+    EXPECT_ERROR("--mem 'lots'", "--kernel", k, "--mem", "lots");
+    EXPECT_ERROR("--mem '-1G'", "--kernel", k, "--mem", "-1G");
+    EXPECT_ERROR("--mem '1Q'", "--kernel", k, "--mem", "1Q");
+    EXPECT_ERROR("--mem 1M: at least 32M", "--kernel", k, "--mem", "1M");
+    EXPECT_ERROR("--mem 2T: at most 1T", "--kernel", k, "--mem", "2T");
+    EXPECT_ERROR("--mem 33333K: must be a multiple of 1M", "--kernel", k, "--mem", "33333K");
+    EXPECT_ERROR("--mem '99999999999999999999G'", "--kernel", k, "--mem", "99999999999999999999G");
+    EXPECT_ERROR("--cpus 0: at least one", "--kernel", k, "--cpus", "0");
+    EXPECT_ERROR("--cpus 256: at most 255", "--kernel", k, "--cpus", "256");
+    EXPECT_ERROR("--cpus 99999999999: at most", "--kernel", k, "--cpus", "99999999999");
+    EXPECT_ERROR("--cpus 'two'", "--kernel", k, "--cpus", "two");
+    EXPECT_ERROR("--cpus '-1'", "--kernel", k, "--cpus", "-1");
+    EXPECT_ERROR("--cpus ''", "--kernel", k, "--cpus", "");
+    EXPECT_ERROR("--mem: given more than once", "--kernel", k, "--mem", "1G", "--mem", "2G");
+    EXPECT_ERROR("unknown option '--memory'", "--kernel", k, "--memory", "1G");
+    EXPECT_ERROR("unknown option '--foo'", "--kernel", k, "--foo=bar");
+    EXPECT_ERROR("unexpected argument 'extra'", "--kernel", k, "extra");
+}
+
+TEST(overlong_cmdline)
+{
+    static char longline[CONFIG_MAX_CMDLINE + 10];
+    memset(longline, 'a', sizeof(longline) - 1);
+    EXPECT_ERROR("--cmdline: longer than", "--kernel", existing_file(), "--cmdline", longline);
+}
+
+/* Runs the real binary: a bad option must print one line to stderr and exit 2. */
+static int run_binary(const char *const *args, char *out, size_t out_len)
+{
+    const char *bin = getenv("MINIVMM_BINARY");
+    if (!bin)
+        return -1;
+    int pipefd[2];
+    if (pipe(pipefd) < 0)
+        return -1;
+    pid_t pid = fork();
+    if (pid == 0) {
+        dup2(pipefd[1], 2);
+        dup2(pipefd[1], 1);
+        close(pipefd[0]);
+        char *argv[16];
+        int n = 0;
+        argv[n++] = (char *)bin;
+        for (; *args; args++)
+            argv[n++] = (char *)*args;
+        argv[n] = NULL;
+        execv(bin, argv);
+        _exit(127);
+    }
+    close(pipefd[1]);
+    size_t got = 0;
+    ssize_t r;
+    while (got + 1 < out_len && (r = read(pipefd[0], out + got, out_len - 1 - got)) > 0)
+        got += (size_t)r;
+    out[got] = '\0';
+    close(pipefd[0]);
+    int status;
+    waitpid(pid, &status, 0);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+TEST(binary_exit_status_and_message)
+{
+    char out[4096];
+    if (!getenv("MINIVMM_BINARY")) {
+        unit_fail(__FILE__, __LINE__, "MINIVMM_BINARY is not set (run through ctest)");
+        return;
+    }
+    const char *bad_mem[] = {"--kernel", "/proc/self/exe", "--mem", "12Q", NULL};
+    CHECK_EQ(run_binary(bad_mem, out, sizeof(out)), 2);
+    CHECK_STR_CONTAINS(out, "minivmm: --mem '12Q': unknown size suffix");
+    CHECK_EQ(strchr(out, '\n') - out + 1, strlen(out)); /* exactly one line */
+
+    const char *no_kernel[] = {NULL};
+    CHECK_EQ(run_binary(no_kernel, out, sizeof(out)), 2);
+    CHECK_STR_CONTAINS(out, "--kernel: required");
+
+    const char *not_bzimage[] = {"--kernel", "/etc/hostname", NULL};
+    CHECK_EQ(run_binary(not_bzimage, out, sizeof(out)), 2);
+    CHECK_STR_CONTAINS(out, "--kernel /etc/hostname");
+
+    const char *help[] = {"--help", NULL};
+    CHECK_EQ(run_binary(help, out, sizeof(out)), 0);
+    CHECK_STR_CONTAINS(out, "usage: minivmm");
+
+    const char *version[] = {"--version", NULL};
+    CHECK_EQ(run_binary(version, out, sizeof(out)), 0);
+    CHECK_STR_CONTAINS(out, "minivmm " MINIVMM_VERSION);
+}

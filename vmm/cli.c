@@ -1,0 +1,173 @@
+#include "vmm/cli.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "vmm/size_parse.h"
+
+static const char usage_text[] =
+    "usage: minivmm --kernel PATH [options]\n"
+    "\n"
+    "Boots a Linux guest on KVM with its console on stdin/stdout.\n"
+    "\n"
+    "  --kernel PATH     guest kernel (x86_64 bzImage)\n"
+    "  --initrd PATH     initial ramdisk\n"
+    "  --cmdline STR     kernel command line (default: \"console=ttyS0\")\n"
+    "  --mem SIZE        boot RAM, with K/M/G/T suffix (default 512M, 32M..1T,\n"
+    "                    a multiple of 1M)\n"
+    "  --cpus N          number of vCPUs (default 1, at most 255)\n"
+    "  --verbose         log device and exit details to stderr\n"
+    "  --help            show this help\n"
+    "  --version         show the version\n"
+    "\n"
+    "On an interactive terminal the console is raw; press Ctrl-A x to quit.\n"
+    "Exit status: 0 when the guest powers off or reboots, 1 on a VMM failure,\n"
+    "2 for invalid options or unusable kernel/initrd files.\n";
+
+__attribute__((format(printf, 3, 4)))
+static enum cli_result fail(char *err, size_t err_len, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, err_len, fmt, ap);
+    va_end(ap);
+    return CLI_ERROR;
+}
+
+static int parse_cpus(const char *text, unsigned *out)
+{
+    unsigned long v = 0;
+    if (!*text)
+        return -EINVAL;
+    for (const char *p = text; *p; p++) {
+        if (*p < '0' || *p > '9')
+            return -EINVAL;
+        v = v * 10 + (unsigned)(*p - '0');
+        if (v > 100000)
+            return -ERANGE;
+    }
+    *out = (unsigned)v;
+    return 0;
+}
+
+static enum cli_result check_readable(const char *opt, const char *path, char *err,
+                                      size_t err_len)
+{
+    if (!*path)
+        return fail(err, err_len, "%s: empty path", opt);
+    if (access(path, R_OK) != 0)
+        return fail(err, err_len, "%s %s: %s", opt, path, strerror(errno));
+    return CLI_RUN;
+}
+
+struct option_seen {
+    const char *name;
+    int count;
+};
+
+/* Splits "--name=value" / "--name value". Returns the option name length. */
+static size_t option_name_len(const char *arg)
+{
+    const char *eq = strchr(arg, '=');
+    return eq ? (size_t)(eq - arg) : strlen(arg);
+}
+
+enum cli_result cli_parse(int argc, char *const argv[], struct vm_config *cfg,
+                          char *err, size_t err_len, void *out)
+{
+    struct option_seen seen[] = {
+        {"--kernel", 0}, {"--initrd", 0}, {"--cmdline", 0}, {"--mem", 0}, {"--cpus", 0},
+    };
+    const char *mem_text = NULL, *cpus_text = NULL;
+
+    *cfg = (struct vm_config){0};
+    err[0] = '\0';
+
+    for (int i = 1; i < argc; i++) {
+        const char *arg = argv[i];
+        if (!strcmp(arg, "--help") || !strcmp(arg, "-h")) {
+            fputs(usage_text, (FILE *)out);
+            return CLI_EXIT_OK;
+        }
+        if (!strcmp(arg, "--version")) {
+            fprintf((FILE *)out, "minivmm %s\n", MINIVMM_VERSION);
+            return CLI_EXIT_OK;
+        }
+        if (!strcmp(arg, "--verbose") || !strcmp(arg, "-v")) {
+            cfg->verbose = true;
+            continue;
+        }
+        if (strncmp(arg, "--", 2) != 0)
+            return fail(err, err_len, "unexpected argument '%s' (see --help)", arg);
+
+        size_t name_len = option_name_len(arg);
+        struct option_seen *opt = NULL;
+        for (size_t k = 0; k < sizeof(seen) / sizeof(seen[0]); k++) {
+            if (strlen(seen[k].name) == name_len && !strncmp(seen[k].name, arg, name_len))
+                opt = &seen[k];
+        }
+        if (!opt)
+            return fail(err, err_len, "unknown option '%.*s' (see --help)", (int)name_len, arg);
+        if (++opt->count > 1)
+            return fail(err, err_len, "%s: given more than once", opt->name);
+
+        const char *value;
+        if (arg[name_len] == '=') {
+            value = arg + name_len + 1;
+        } else {
+            if (i + 1 >= argc)
+                return fail(err, err_len, "%s: missing value", opt->name);
+            value = argv[++i];
+        }
+
+        if (!strcmp(opt->name, "--kernel"))
+            cfg->kernel_path = value;
+        else if (!strcmp(opt->name, "--initrd"))
+            cfg->initrd_path = value;
+        else if (!strcmp(opt->name, "--cmdline"))
+            cfg->cmdline = value;
+        else if (!strcmp(opt->name, "--mem"))
+            mem_text = value;
+        else if (!strcmp(opt->name, "--cpus"))
+            cpus_text = value;
+    }
+
+    if (!cfg->kernel_path)
+        return fail(err, err_len, "--kernel: required (see --help)");
+    if (check_readable("--kernel", cfg->kernel_path, err, err_len) != CLI_RUN)
+        return CLI_ERROR;
+    if (cfg->initrd_path && check_readable("--initrd", cfg->initrd_path, err, err_len) != CLI_RUN)
+        return CLI_ERROR;
+
+    if (cfg->cmdline && strlen(cfg->cmdline) >= CONFIG_MAX_CMDLINE)
+        return fail(err, err_len, "--cmdline: longer than %d bytes", CONFIG_MAX_CMDLINE - 1);
+
+    cfg->mem_size = 512ULL << 20;
+    if (mem_text) {
+        const char *why;
+        if (size_parse(mem_text, &cfg->mem_size, &why) != 0)
+            return fail(err, err_len, "--mem '%s': %s", mem_text, why);
+        if (cfg->mem_size < CONFIG_MIN_MEM)
+            return fail(err, err_len, "--mem %s: at least 32M is needed to boot Linux", mem_text);
+        if (cfg->mem_size > CONFIG_MAX_MEM)
+            return fail(err, err_len, "--mem %s: at most 1T is supported", mem_text);
+        if (cfg->mem_size & ((1ULL << 20) - 1))
+            return fail(err, err_len, "--mem %s: must be a multiple of 1M", mem_text);
+    }
+
+    cfg->ncpus = 1;
+    if (cpus_text) {
+        int rc = parse_cpus(cpus_text, &cfg->ncpus);
+        if (rc == -EINVAL)
+            return fail(err, err_len, "--cpus '%s': not a whole number", cpus_text);
+        if (rc == -ERANGE || cfg->ncpus > CONFIG_MAX_CPUS)
+            return fail(err, err_len, "--cpus %s: at most %d vCPUs are supported", cpus_text,
+                        CONFIG_MAX_CPUS);
+        if (cfg->ncpus == 0)
+            return fail(err, err_len, "--cpus 0: at least one vCPU is needed");
+    }
+    return CLI_RUN;
+}

@@ -1,0 +1,145 @@
+#include "vmm/guest_mem.h"
+
+#include <errno.h>
+#include <linux/kvm.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "vmm/log.h"
+
+void guest_mem_init(struct guest_mem *gm, int vm_fd)
+{
+    memset(gm, 0, sizeof(*gm));
+    gm->vm_fd = vm_fd;
+    gm->memfd = -1;
+}
+
+static int register_slot(struct guest_mem *gm, struct guest_mem_region *r)
+{
+    if (gm->vm_fd < 0)
+        return 0;
+    struct kvm_userspace_memory_region kr = {
+        .slot = r->slot,
+        .guest_phys_addr = r->gpa,
+        .memory_size = r->size,
+        .userspace_addr = (uint64_t)(uintptr_t)r->hva,
+    };
+    if (ioctl(gm->vm_fd, KVM_SET_USER_MEMORY_REGION, &kr) < 0) {
+        int err = errno;
+        log_error("KVM_SET_USER_MEMORY_REGION slot %u (gpa 0x%llx size 0x%llx): %s", r->slot,
+                  (unsigned long long)r->gpa, (unsigned long long)r->size, strerror(err));
+        return -err;
+    }
+    return 0;
+}
+
+int guest_mem_add_ram(struct guest_mem *gm, const struct mem_range *ranges, unsigned n)
+{
+    uint64_t total = 0;
+
+    if (gm->memfd >= 0 || n == 0 || n > GUEST_MEM_MAX_REGIONS)
+        return -EINVAL;
+    for (unsigned i = 0; i < n; i++) {
+        if (ranges[i].size == 0 || (ranges[i].gpa | ranges[i].size) & 0xfff ||
+            ranges[i].gpa + ranges[i].size < ranges[i].gpa)
+            return -EINVAL;
+        total += ranges[i].size;
+    }
+
+    int fd = memfd_create("minivmm-ram", MFD_CLOEXEC);
+    if (fd < 0) {
+        int err = errno;
+        log_error("memfd_create for %llu MiB of guest RAM: %s",
+                  (unsigned long long)(total >> 20), strerror(err));
+        return -err;
+    }
+    if (ftruncate(fd, (off_t)total) < 0) {
+        int err = errno;
+        log_error("ftruncate guest RAM memfd to %llu bytes: %s", (unsigned long long)total,
+                  strerror(err));
+        close(fd);
+        return -err;
+    }
+    /* MAP_NORESERVE: the host commits pages only as the guest touches them. */
+    void *map = mmap(NULL, total, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, fd, 0);
+    if (map == MAP_FAILED) {
+        int err = errno;
+        log_error("mmap %llu bytes of guest RAM: %s", (unsigned long long)total, strerror(err));
+        close(fd);
+        return -err;
+    }
+    /* Guest RAM never belongs in a core dump of the VMM. */
+    madvise(map, total, MADV_DONTDUMP);
+
+    gm->memfd = fd;
+    gm->map = map;
+    gm->map_size = total;
+
+    uint64_t offset = 0;
+    for (unsigned i = 0; i < n; i++) {
+        struct guest_mem_region *r = &gm->regions[gm->n_regions];
+        r->gpa = ranges[i].gpa;
+        r->size = ranges[i].size;
+        r->hva = gm->map + offset;
+        r->slot = gm->next_slot++;
+        offset += ranges[i].size;
+        int rc = register_slot(gm, r);
+        if (rc < 0)
+            return rc;
+        gm->n_regions++;
+    }
+    return 0;
+}
+
+void *guest_mem_ptr(const struct guest_mem *gm, uint64_t gpa, uint64_t len)
+{
+    for (unsigned i = 0; i < gm->n_regions; i++) {
+        const struct guest_mem_region *r = &gm->regions[i];
+        /* Written as differences so no sum can overflow. */
+        if (gpa < r->gpa)
+            continue;
+        uint64_t offset = gpa - r->gpa;
+        if (offset >= r->size)
+            continue;
+        if (len > r->size - offset)
+            return NULL;
+        return r->hva + offset;
+    }
+    return NULL;
+}
+
+int guest_mem_write(const struct guest_mem *gm, uint64_t gpa, const void *src, uint64_t len)
+{
+    void *dst = guest_mem_ptr(gm, gpa, len);
+    if (!dst)
+        return -EFAULT;
+    memcpy(dst, src, len);
+    return 0;
+}
+
+int guest_mem_read(const struct guest_mem *gm, uint64_t gpa, void *dst, uint64_t len)
+{
+    const void *src = guest_mem_ptr(gm, gpa, len);
+    if (!src)
+        return -EFAULT;
+    memcpy(dst, src, len);
+    return 0;
+}
+
+uint64_t guest_mem_ram_size(const struct guest_mem *gm)
+{
+    return gm->map_size;
+}
+
+void guest_mem_destroy(struct guest_mem *gm)
+{
+    if (gm->map)
+        munmap(gm->map, gm->map_size);
+    if (gm->memfd >= 0)
+        close(gm->memfd);
+    gm->map = NULL;
+    gm->memfd = -1;
+    gm->n_regions = 0;
+}

@@ -1,0 +1,54 @@
+/* Guest physical memory: memfd-backed RAM mapped MAP_SHARED into the VMM and
+ * registered as KVM memslots, plus the one checked door through which every
+ * device and loader reaches guest memory. */
+#ifndef MINIVMM_GUEST_MEM_H
+#define MINIVMM_GUEST_MEM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define GUEST_MEM_MAX_REGIONS 16
+
+struct mem_range {
+    uint64_t gpa;
+    uint64_t size;
+};
+
+struct guest_mem_region {
+    uint64_t gpa;
+    uint64_t size;
+    uint8_t *hva;
+    uint32_t slot;
+};
+
+struct guest_mem {
+    int vm_fd;                  /* -1: no KVM (unit tests); memslots are skipped */
+    int memfd;                  /* boot RAM */
+    uint8_t *map;               /* whole boot RAM mapping */
+    uint64_t map_size;
+    struct guest_mem_region regions[GUEST_MEM_MAX_REGIONS];
+    unsigned n_regions;
+    uint32_t next_slot;
+};
+
+void guest_mem_init(struct guest_mem *gm, int vm_fd);
+
+/* Creates one memfd of the ranges' total size, maps it and registers each
+ * range as a memslot. Called once, before any vCPU runs. */
+int guest_mem_add_ram(struct guest_mem *gm, const struct mem_range *ranges, unsigned n);
+
+/* Host pointer for [gpa, gpa + len) if the whole range lies in one region;
+ * NULL otherwise (including len == 0 past the end and gpa + len overflow). */
+void *guest_mem_ptr(const struct guest_mem *gm, uint64_t gpa, uint64_t len);
+
+/* Copies; return 0 or -EFAULT when the range is not entirely guest RAM. */
+int guest_mem_write(const struct guest_mem *gm, uint64_t gpa, const void *src, uint64_t len);
+int guest_mem_read(const struct guest_mem *gm, uint64_t gpa, void *dst, uint64_t len);
+
+/* Total boot RAM bytes. */
+uint64_t guest_mem_ram_size(const struct guest_mem *gm);
+
+void guest_mem_destroy(struct guest_mem *gm);
+
+#endif

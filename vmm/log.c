@@ -1,0 +1,77 @@
+#include "vmm/log.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdatomic.h>
+
+static atomic_int log_verbosity;
+
+void log_set_verbose(int verbose)
+{
+    atomic_store(&log_verbosity, verbose);
+}
+
+/* The console may be in raw mode, where "\n" does not return the carriage:
+ * always end with "\r\n" so messages stay readable on a raw terminal too. */
+static void log_line(const char *level, const char *fmt, va_list ap)
+{
+    char msg[1024];
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    fprintf(stderr, "minivmm: %s%s\r\n", level, msg);
+}
+
+void log_error(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    log_line("error: ", fmt, ap);
+    va_end(ap);
+}
+
+void log_warn(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    log_line("warning: ", fmt, ap);
+    va_end(ap);
+}
+
+void log_info(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    log_line("", fmt, ap);
+    va_end(ap);
+}
+
+void log_debug(const char *fmt, ...)
+{
+    if (!atomic_load(&log_verbosity))
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    log_line("debug: ", fmt, ap);
+    va_end(ap);
+}
+
+int log_ratelimit_ok(struct log_ratelimit *rl, unsigned burst)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    int64_t now = (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+    /* Callers may race on the counters; an occasional extra or missing line is
+     * harmless, a lock on the exit path is not worth it. */
+    if (now - rl->window_start_ns > 5000000000LL) {
+        if (rl->suppressed)
+            log_warn("(%u similar messages suppressed)", rl->suppressed);
+        rl->window_start_ns = now;
+        rl->printed = 0;
+        rl->suppressed = 0;
+    }
+    if (rl->printed < burst) {
+        rl->printed++;
+        return 1;
+    }
+    rl->suppressed++;
+    return 0;
+}

@@ -1,0 +1,30 @@
+/* Diagnostics go to stderr, one line each, prefixed "minivmm: ", so they stay
+ * apart from the guest console on stdout. */
+#ifndef MINIVMM_LOG_H
+#define MINIVMM_LOG_H
+
+#include <stdint.h>
+#include <time.h>
+
+__attribute__((format(printf, 1, 2))) void log_error(const char *fmt, ...);
+__attribute__((format(printf, 1, 2))) void log_warn(const char *fmt, ...);
+__attribute__((format(printf, 1, 2))) void log_info(const char *fmt, ...);
+__attribute__((format(printf, 1, 2))) void log_debug(const char *fmt, ...);
+void log_set_verbose(int verbose);
+
+/* Lets a guest-triggered message through at most `burst` times per 5 s, so a
+ * hostile guest cannot flood the host's logs. Embed one per call site. */
+struct log_ratelimit {
+    int64_t window_start_ns;
+    unsigned printed;
+    unsigned suppressed;
+};
+int log_ratelimit_ok(struct log_ratelimit *rl, unsigned burst);
+
+#define log_warn_ratelimited(rl, ...)                                     \
+    do {                                                                  \
+        if (log_ratelimit_ok((rl), 10))                                   \
+            log_warn(__VA_ARGS__);                                        \
+    } while (0)
+
+#endif

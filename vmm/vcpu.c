@@ -1,0 +1,127 @@
+/* The vCPU run loop: KVM_RUN, then hand each exit to the bus or stop the VM. */
+#include <errno.h>
+#include <string.h>
+#include <sys/ioctl.h>
+
+#include "vmm/log.h"
+#include "vmm/vm.h"
+
+static void handle_pio(struct vcpu *vcpu)
+{
+    struct kvm_run *run = vcpu->run;
+    uint8_t *data = (uint8_t *)run + run->io.data_offset;
+    unsigned size = run->io.size;
+
+    /* String I/O (rep ins/outs) arrives as `count` consecutive items. */
+    for (uint32_t i = 0; i < run->io.count; i++, data += size) {
+        bool claimed;
+        if (run->io.direction == KVM_EXIT_IO_OUT)
+            claimed = io_bus_write(&vcpu->vm->pio, run->io.port, data, size);
+        else
+            claimed = io_bus_read(&vcpu->vm->pio, run->io.port, data, size);
+        /* Linux probes many legacy ports (PCI config, CMOS, POST); silence is
+         * the hardware's answer for an absent device. */
+        if (!claimed)
+            log_debug("unclaimed port %s 0x%x size %u",
+                      run->io.direction == KVM_EXIT_IO_OUT ? "write" : "read", run->io.port,
+                      size);
+    }
+}
+
+static void handle_mmio(struct vcpu *vcpu)
+{
+    static struct log_ratelimit unclaimed_rl;
+    struct kvm_run *run = vcpu->run;
+    unsigned len = run->mmio.len;
+
+    if (len == 0 || len > sizeof(run->mmio.data)) {
+        log_warn_ratelimited(&unclaimed_rl, "vCPU %u: MMIO access of %u bytes at 0x%llx ignored",
+                             vcpu->index, len, (unsigned long long)run->mmio.phys_addr);
+        return;
+    }
+    bool claimed;
+    if (run->mmio.is_write)
+        claimed = io_bus_write(&vcpu->vm->mmio, run->mmio.phys_addr, run->mmio.data, len);
+    else
+        claimed = io_bus_read(&vcpu->vm->mmio, run->mmio.phys_addr, run->mmio.data, len);
+    if (!claimed)
+        log_warn_ratelimited(&unclaimed_rl,
+                             "vCPU %u: %s of %u bytes at unmapped guest address 0x%llx "
+                             "(reads see all-ones, writes are dropped)",
+                             vcpu->index, run->mmio.is_write ? "write" : "read", len,
+                             (unsigned long long)run->mmio.phys_addr);
+}
+
+static void handle_system_event(struct vcpu *vcpu)
+{
+    struct vm *vm = vcpu->vm;
+    switch (vcpu->run->system_event.type) {
+    case KVM_SYSTEM_EVENT_SHUTDOWN:
+        vm_request_stop(vm, VM_STOP_POWEROFF, "guest powered off");
+        break;
+    case KVM_SYSTEM_EVENT_RESET:
+        vm_request_stop(vm, VM_STOP_REBOOT, "guest requested a reboot");
+        break;
+    case KVM_SYSTEM_EVENT_CRASH:
+        vm_request_stop(vm, VM_STOP_ERROR, "guest crashed (vCPU %u)", vcpu->index);
+        break;
+    default:
+        log_warn("vCPU %u: ignoring system event type %u", vcpu->index,
+                 vcpu->run->system_event.type);
+    }
+}
+
+int vcpu_run_loop(struct vcpu *vcpu)
+{
+    struct vm *vm = vcpu->vm;
+    struct kvm_run *run = vcpu->run;
+
+    while (!vm_stopping(vm)) {
+        if (ioctl(vcpu->fd, KVM_RUN, 0) < 0) {
+            if (errno == EINTR || errno == EAGAIN) {
+                __atomic_store_n(&run->immediate_exit, 0, __ATOMIC_SEQ_CST);
+                continue;
+            }
+            vm_request_stop(vm, VM_STOP_ERROR, "KVM_RUN on vCPU %u: %s", vcpu->index,
+                            strerror(errno));
+            return -1;
+        }
+        vcpu->exits++;
+        switch (run->exit_reason) {
+        case KVM_EXIT_IO:
+            handle_pio(vcpu);
+            break;
+        case KVM_EXIT_MMIO:
+            handle_mmio(vcpu);
+            break;
+        case KVM_EXIT_INTR:
+            break;
+        case KVM_EXIT_SHUTDOWN:
+            /* x86 triple fault: what a PC does is reset. */
+            vm_request_stop(vm, VM_STOP_REBOOT, "guest reset (triple fault on vCPU %u)",
+                            vcpu->index);
+            break;
+        case KVM_EXIT_SYSTEM_EVENT:
+            handle_system_event(vcpu);
+            break;
+        case KVM_EXIT_FAIL_ENTRY:
+            vm_request_stop(vm, VM_STOP_ERROR,
+                            "vCPU %u: KVM_EXIT_FAIL_ENTRY, hardware reason 0x%llx", vcpu->index,
+                            (unsigned long long)run->fail_entry.hardware_entry_failure_reason);
+            break;
+        case KVM_EXIT_INTERNAL_ERROR:
+            vm_request_stop(vm, VM_STOP_ERROR,
+                            "vCPU %u: KVM_EXIT_INTERNAL_ERROR, suberror %u", vcpu->index,
+                            run->internal.suberror);
+            break;
+        case KVM_EXIT_HLT:
+            /* Only reachable without an in-kernel interrupt controller. */
+            vm_request_stop(vm, VM_STOP_POWEROFF, "guest halted (vCPU %u)", vcpu->index);
+            break;
+        default:
+            vm_request_stop(vm, VM_STOP_ERROR, "vCPU %u: unhandled KVM exit reason %u",
+                            vcpu->index, run->exit_reason);
+        }
+    }
+    return 0;
+}

@@ -1,0 +1,345 @@
+#include "vmm/vm.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/signalfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "vmm/arch.h"
+#include "vmm/log.h"
+
+/* vCPU threads are kicked out of KVM_RUN with this signal; its handler does
+ * nothing, the interrupted ioctl returning EINTR is the point. */
+#define VCPU_KICK_SIGNAL SIGUSR1
+
+static int kvm_check_cap(struct vm *vm, long cap, const char *name)
+{
+    int r = ioctl(vm->vm_fd, KVM_CHECK_EXTENSION, cap);
+    if (r <= 0) {
+        log_error("this KVM lacks %s, which minivmm requires", name);
+        return -ENOTSUP;
+    }
+    return r;
+}
+
+static int open_kvm(struct vm *vm)
+{
+    vm->kvm_fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+    if (vm->kvm_fd < 0) {
+        int err = errno;
+        log_error("open /dev/kvm: %s%s", strerror(err),
+                  err == EACCES ? " (add this user to the kvm group)" : "");
+        return -err;
+    }
+    int version = ioctl(vm->kvm_fd, KVM_GET_API_VERSION, 0);
+    if (version != KVM_API_VERSION) {
+        log_error("KVM_GET_API_VERSION: got %d, need %d", version, KVM_API_VERSION);
+        return -ENOTSUP;
+    }
+    do {
+        vm->vm_fd = ioctl(vm->kvm_fd, KVM_CREATE_VM, 0);
+    } while (vm->vm_fd < 0 && errno == EINTR);
+    if (vm->vm_fd < 0) {
+        int err = errno;
+        log_error("KVM_CREATE_VM: %s", strerror(err));
+        return -err;
+    }
+    vm->vcpu_mmap_size = ioctl(vm->kvm_fd, KVM_GET_VCPU_MMAP_SIZE, 0);
+    if (vm->vcpu_mmap_size < (int)sizeof(struct kvm_run)) {
+        log_error("KVM_GET_VCPU_MMAP_SIZE: %s", strerror(errno));
+        return -ENOTSUP;
+    }
+
+    static const struct {
+        long cap;
+        const char *name;
+    } required[] = {
+        {KVM_CAP_USER_MEMORY, "KVM_CAP_USER_MEMORY"},
+        {KVM_CAP_IRQFD, "KVM_CAP_IRQFD"},
+        {KVM_CAP_IOEVENTFD, "KVM_CAP_IOEVENTFD"},
+        {KVM_CAP_IMMEDIATE_EXIT, "KVM_CAP_IMMEDIATE_EXIT"},
+    };
+    for (size_t i = 0; i < sizeof(required) / sizeof(required[0]); i++) {
+        int r = kvm_check_cap(vm, required[i].cap, required[i].name);
+        if (r < 0)
+            return r;
+    }
+    int max_vcpus = ioctl(vm->vm_fd, KVM_CHECK_EXTENSION, KVM_CAP_MAX_VCPUS);
+    if (max_vcpus <= 0)
+        max_vcpus = ioctl(vm->vm_fd, KVM_CHECK_EXTENSION, KVM_CAP_NR_VCPUS);
+    if (max_vcpus > 0 && vm->cfg->ncpus > (unsigned)max_vcpus) {
+        log_error("--cpus %u: this KVM supports at most %d vCPUs", vm->cfg->ncpus, max_vcpus);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+static int create_vcpu(struct vm *vm, struct vcpu *vcpu, unsigned index)
+{
+    vcpu->vm = vm;
+    vcpu->index = index;
+    vcpu->fd = ioctl(vm->vm_fd, KVM_CREATE_VCPU, (unsigned long)index);
+    if (vcpu->fd < 0) {
+        int err = errno;
+        log_error("KVM_CREATE_VCPU %u: %s", index, strerror(err));
+        return -err;
+    }
+    vcpu->run = mmap(NULL, (size_t)vm->vcpu_mmap_size, PROT_READ | PROT_WRITE, MAP_SHARED,
+                     vcpu->fd, 0);
+    if (vcpu->run == MAP_FAILED) {
+        int err = errno;
+        vcpu->run = NULL;
+        log_error("mmap kvm_run of vCPU %u: %s", index, strerror(err));
+        return -err;
+    }
+    return arch_vcpu_init(vm, vcpu);
+}
+
+int vm_create(struct vm *vm, const struct vm_config *cfg, bool *usage_error)
+{
+    int rc;
+
+    memset(vm, 0, sizeof(*vm));
+    vm->cfg = cfg;
+    vm->kvm_fd = vm->vm_fd = -1;
+    guest_mem_init(&vm->mem, -1);
+    pthread_mutex_init(&vm->stop_lock, NULL);
+    io_bus_init(&vm->pio, "pio");
+    io_bus_init(&vm->mmio, "mmio");
+    *usage_error = false;
+
+    vm->stop_eventfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (vm->stop_eventfd < 0) {
+        log_error("eventfd: %s", strerror(errno));
+        return -errno;
+    }
+
+    rc = arch_check_kernel(cfg);
+    if (rc < 0) {
+        *usage_error = rc == -ENOEXEC;
+        return rc;
+    }
+    rc = open_kvm(vm);
+    if (rc < 0)
+        return rc;
+
+    struct mem_range ranges[ARCH_MAX_RAM_RANGES];
+    unsigned n_ranges;
+    rc = arch_ram_layout(cfg->mem_size, ranges, ARCH_MAX_RAM_RANGES, &n_ranges);
+    if (rc < 0)
+        return rc;
+    vm->mem.vm_fd = vm->vm_fd;
+    rc = guest_mem_add_ram(&vm->mem, ranges, n_ranges);
+    if (rc < 0)
+        return rc;
+
+    rc = arch_vm_init(vm);
+    if (rc < 0)
+        return rc;
+    rc = arch_load_kernel(vm);
+    if (rc < 0) {
+        *usage_error = rc == -ENOEXEC;
+        return rc;
+    }
+    rc = arch_describe_devices(vm);
+    if (rc < 0)
+        return rc;
+
+    vm->vcpus = calloc(cfg->ncpus, sizeof(*vm->vcpus));
+    if (!vm->vcpus)
+        return -ENOMEM;
+    for (unsigned i = 0; i < cfg->ncpus; i++) {
+        vm->vcpus[i].fd = -1;
+        vm->ncpus++;
+        rc = create_vcpu(vm, &vm->vcpus[i], i);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
+static void kick_handler(int sig)
+{
+    (void)sig;
+}
+
+static void *vcpu_thread(void *arg)
+{
+    struct vcpu *vcpu = arg;
+    char name[16];
+    snprintf(name, sizeof(name), "vcpu%u", vcpu->index);
+    pthread_setname_np(pthread_self(), name);
+
+    sigset_t kick;
+    sigemptyset(&kick);
+    sigaddset(&kick, VCPU_KICK_SIGNAL);
+    pthread_sigmask(SIG_UNBLOCK, &kick, NULL);
+
+    vcpu_run_loop(vcpu);
+    return NULL;
+}
+
+int vm_start(struct vm *vm)
+{
+    struct sigaction sa = {.sa_handler = kick_handler};
+    sigemptyset(&sa.sa_mask);
+    if (sigaction(VCPU_KICK_SIGNAL, &sa, NULL) < 0) {
+        log_error("sigaction SIGUSR1: %s", strerror(errno));
+        return -errno;
+    }
+    for (unsigned i = 0; i < vm->ncpus; i++) {
+        int rc = pthread_create(&vm->vcpus[i].thread, NULL, vcpu_thread, &vm->vcpus[i]);
+        if (rc) {
+            log_error("starting vCPU %u thread: %s", i, strerror(rc));
+            vm_request_stop(vm, VM_STOP_ERROR, "could not start vCPU %u", i);
+            return -rc;
+        }
+        vm->vcpus[i].thread_started = true;
+    }
+    return 0;
+}
+
+void vm_request_stop(struct vm *vm, enum vm_stop_reason reason, const char *fmt, ...)
+{
+    pthread_mutex_lock(&vm->stop_lock);
+    if (vm->stop_reason == VM_RUNNING) {
+        vm->stop_reason = reason;
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(vm->stop_detail, sizeof(vm->stop_detail), fmt, ap);
+        va_end(ap);
+        uint64_t one = 1;
+        if (write(vm->stop_eventfd, &one, sizeof(one)) < 0)
+            log_warn("signalling stop: %s", strerror(errno));
+    }
+    pthread_mutex_unlock(&vm->stop_lock);
+}
+
+enum vm_stop_reason vm_stop_reason(struct vm *vm)
+{
+    pthread_mutex_lock(&vm->stop_lock);
+    enum vm_stop_reason r = vm->stop_reason;
+    pthread_mutex_unlock(&vm->stop_lock);
+    return r;
+}
+
+bool vm_stopping(struct vm *vm)
+{
+    return vm_stop_reason(vm) != VM_RUNNING;
+}
+
+static void kick_vcpus(struct vm *vm)
+{
+    for (unsigned i = 0; i < vm->ncpus; i++) {
+        struct vcpu *v = &vm->vcpus[i];
+        if (!v->thread_started)
+            continue;
+        /* immediate_exit covers a vCPU that is between its stop check and
+         * KVM_RUN when the signal lands. */
+        __atomic_store_n(&v->run->immediate_exit, 1, __ATOMIC_SEQ_CST);
+        pthread_kill(v->thread, VCPU_KICK_SIGNAL);
+    }
+}
+
+static void join_vcpus(struct vm *vm)
+{
+    for (unsigned i = 0; i < vm->ncpus; i++) {
+        struct vcpu *v = &vm->vcpus[i];
+        if (!v->thread_started)
+            continue;
+        for (int attempt = 0;; attempt++) {
+            struct timespec deadline;
+            clock_gettime(CLOCK_REALTIME, &deadline);
+            deadline.tv_nsec += 100 * 1000 * 1000;
+            if (deadline.tv_nsec >= 1000000000L) {
+                deadline.tv_sec++;
+                deadline.tv_nsec -= 1000000000L;
+            }
+            if (pthread_timedjoin_np(v->thread, NULL, &deadline) == 0)
+                break;
+            if (attempt == 50) {
+                log_warn("vCPU %u did not stop within 5 s; exiting without it", i);
+                break;
+            }
+            kick_vcpus(vm);
+        }
+        v->thread_started = false;
+    }
+}
+
+static const char *signal_name(int sig)
+{
+    switch (sig) {
+    case SIGINT: return "SIGINT";
+    case SIGTERM: return "SIGTERM";
+    case SIGHUP: return "SIGHUP";
+    default: return "a signal";
+    }
+}
+
+int vm_wait(struct vm *vm)
+{
+    sigset_t stop_signals;
+    sigemptyset(&stop_signals);
+    sigaddset(&stop_signals, SIGINT);
+    sigaddset(&stop_signals, SIGTERM);
+    sigaddset(&stop_signals, SIGHUP);
+    int sfd = signalfd(-1, &stop_signals, SFD_CLOEXEC);
+    if (sfd < 0)
+        log_warn("signalfd: %s (signals will not stop the VM cleanly)", strerror(errno));
+
+    while (!vm_stopping(vm)) {
+        struct pollfd fds[2] = {
+            {.fd = vm->stop_eventfd, .events = POLLIN},
+            {.fd = sfd, .events = POLLIN},
+        };
+        int n = poll(fds, sfd >= 0 ? 2 : 1, -1);
+        if (n < 0 && errno != EINTR) {
+            vm_request_stop(vm, VM_STOP_ERROR, "poll: %s", strerror(errno));
+            break;
+        }
+        if (sfd >= 0 && (fds[1].revents & POLLIN)) {
+            struct signalfd_siginfo si;
+            if (read(sfd, &si, sizeof(si)) == (ssize_t)sizeof(si))
+                vm_request_stop(vm, VM_STOP_SIGNAL, "stopped by %s",
+                                signal_name((int)si.ssi_signo));
+        }
+    }
+    kick_vcpus(vm);
+    join_vcpus(vm);
+    if (sfd >= 0)
+        close(sfd);
+    return vm_stop_reason(vm) == VM_STOP_ERROR ? 1 : 0;
+}
+
+void vm_destroy(struct vm *vm)
+{
+    arch_vm_destroy(vm);
+    for (unsigned i = 0; i < vm->ncpus; i++) {
+        struct vcpu *v = &vm->vcpus[i];
+        if (v->run)
+            munmap(v->run, (size_t)vm->vcpu_mmap_size);
+        if (v->fd >= 0)
+            close(v->fd);
+    }
+    free(vm->vcpus);
+    vm->vcpus = NULL;
+    guest_mem_destroy(&vm->mem);
+    if (vm->vm_fd >= 0)
+        close(vm->vm_fd);
+    if (vm->kvm_fd >= 0)
+        close(vm->kvm_fd);
+    if (vm->stop_eventfd >= 0)
+        close(vm->stop_eventfd);
+    vm->vm_fd = vm->kvm_fd = vm->stop_eventfd = -1;
+}

@@ -1,0 +1,89 @@
+/* The VM: KVM handles, memory, buses, vCPUs and the stop protocol shared by
+ * every thread. */
+#ifndef MINIVMM_VM_H
+#define MINIVMM_VM_H
+
+#include <linux/kvm.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "vmm/config.h"
+#include "vmm/guest_mem.h"
+#include "vmm/io_bus.h"
+
+enum vm_stop_reason {
+    VM_RUNNING = 0,
+    VM_STOP_POWEROFF,       /* guest powered off */
+    VM_STOP_REBOOT,         /* guest asked for a reset */
+    VM_STOP_SIGNAL,         /* SIGINT/SIGTERM/SIGHUP */
+    VM_STOP_USER,           /* console escape Ctrl-A x */
+    VM_STOP_ERROR,          /* the VMM failed */
+};
+
+struct vcpu {
+    struct vm *vm;
+    unsigned index;
+    int fd;
+    struct kvm_run *run;
+    pthread_t thread;
+    bool thread_started;
+    uint64_t exits;
+};
+
+/* A device as the guest must be told about it (ACPI / device tree). */
+enum vm_device_kind { VM_DEVICE_VIRTIO_MMIO };
+struct vm_device_info {
+    enum vm_device_kind kind;
+    uint64_t mmio_base;
+    uint64_t mmio_size;
+    uint32_t irq;
+};
+#define VM_MAX_DEVICES 32
+
+struct vm {
+    const struct vm_config *cfg;
+    int kvm_fd;
+    int vm_fd;
+    int vcpu_mmap_size;
+    struct guest_mem mem;
+    struct io_bus pio;
+    struct io_bus mmio;
+    struct vcpu *vcpus;
+    unsigned ncpus;
+    struct vm_device_info devices[VM_MAX_DEVICES];
+    unsigned n_devices;
+    void *arch;                 /* owned by arch/<arch>/ */
+    struct serial_16550 *console_uart;  /* set by the arch; fed by the console */
+
+    pthread_mutex_t stop_lock;
+    enum vm_stop_reason stop_reason;
+    char stop_detail[160];
+    int stop_eventfd;           /* readable once a stop was requested */
+};
+
+/* Creates the VM, its memory and platform devices and loads the kernel.
+ * Returns 0, or a negative errno with the cause logged; *usage_error is set
+ * when the user's input (kernel/initrd file) is at fault. */
+int vm_create(struct vm *vm, const struct vm_config *cfg, bool *usage_error);
+
+/* Starts every vCPU thread. */
+int vm_start(struct vm *vm);
+
+/* Asks every thread to stop; the first reason wins. Safe from any thread. */
+__attribute__((format(printf, 3, 4)))
+void vm_request_stop(struct vm *vm, enum vm_stop_reason reason, const char *fmt, ...);
+
+enum vm_stop_reason vm_stop_reason(struct vm *vm);
+bool vm_stopping(struct vm *vm);
+
+/* Blocks until a stop is requested (by the guest, a signal or an error),
+ * then joins the vCPUs. Returns the exit status for the process. */
+int vm_wait(struct vm *vm);
+
+void vm_destroy(struct vm *vm);
+
+/* Dispatches one vCPU exit; exposed for the vCPU loop. */
+int vcpu_run_loop(struct vcpu *vcpu);
+
+#endif
