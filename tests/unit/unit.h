@@ -43,8 +43,8 @@ void unit_skip(const char *why);
     do {                                                                  \
         const char *h_ = (haystack);                                      \
         if (!h_ || !strstr(h_, (needle))) {                               \
-            char msg_[512];                                               \
-            snprintf(msg_, sizeof(msg_), "'%s' contains '%s'",            \
+            char msg_[600];                                               \
+            snprintf(msg_, sizeof(msg_), "'%.300s' contains '%.200s'",    \
                      h_ ? h_ : "(null)", (needle));                       \
             unit_fail(__FILE__, __LINE__, msg_);                          \
         }                                                                 \
