@@ -1,0 +1,117 @@
+"""The real minivmm binary on the local /dev/kvm with a tiny 64-bit guest:
+boot protocol, console in and out, every power-off/reset path, signals,
+unmapped MMIO, and terminal restore."""
+import os
+import pty
+import signal
+import subprocess
+import termios
+import time
+
+import pytest
+
+pytestmark = pytest.mark.usefixtures("local_kvm")
+
+
+def run(minivmm, kernel, cmdline, *extra, stdin=subprocess.DEVNULL, input=None, timeout=60):
+    args = [minivmm, "--kernel", kernel, "--cmdline", cmdline, *extra]
+    return subprocess.run(args, stdin=stdin if input is None else None, input=input,
+                          capture_output=True, timeout=timeout)
+
+
+def test_boot_protocol_and_poweroff(minivmm, tiny_kernel, tmp_path):
+    initrd = tmp_path / "initrd"
+    initrd.write_bytes(b"INITRD-CONTENTS-0123456789")
+    r = run(minivmm, tiny_kernel, "poweroff from the tiny guest", "--initrd", str(initrd))
+    out = r.stdout.decode()
+    assert "TINY-GUEST zero-page cmdline=poweroff from the tiny guest" in out, out
+    assert "initrd=INITRD-CONTENTS-" in out
+    assert "e820=4" in out
+    assert "TINY-GUEST-FAIL" not in out
+    assert r.returncode == 0
+    assert r.stderr.decode().strip().splitlines()[-1] == "minivmm: guest powered off (ACPI S5)"
+
+
+def test_high_memory_gets_a_fifth_e820_entry(minivmm, tiny_kernel):
+    r = run(minivmm, tiny_kernel, "poweroff", "--mem", "3200M")
+    assert "e820=5" in r.stdout.decode()
+    assert r.returncode == 0
+
+
+@pytest.mark.parametrize("cmdline,reason", [
+    ("reboot", "guest requested a reboot (ACPI reset)"),
+    ("kbd", "guest requested a reboot (keyboard controller)"),
+    ("triple", "guest reset (triple fault on vCPU 0)"),
+])
+def test_reset_paths_end_with_status_0(minivmm, tiny_kernel, cmdline, reason):
+    r = run(minivmm, tiny_kernel, cmdline)
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.decode().strip().splitlines()[-1] == "minivmm: " + reason
+
+
+def test_console_input_reaches_the_guest(minivmm, tiny_kernel):
+    r = run(minivmm, tiny_kernel, "echo", input=b"typed-on-stdin\nq")
+    assert "typed-on-stdin" in r.stdout.decode()
+    assert r.returncode == 0
+
+
+def test_unmapped_mmio_is_logged_not_fatal(minivmm, tiny_kernel):
+    r = run(minivmm, tiny_kernel, "mmio")
+    assert "MMIO-UNMAPPED-OK" in r.stdout.decode()
+    assert "unmapped guest address 0xd0000000" in r.stderr.decode()
+    assert r.returncode == 0
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_signals_stop_cleanly_with_smp(minivmm, tiny_kernel, sig):
+    p = subprocess.Popen([minivmm, "--kernel", tiny_kernel, "--cmdline", "spin", "--cpus", "4"],
+                         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.time() + 30
+    out = b""
+    while b"e820=" not in out and time.time() < deadline:
+        out += os.read(p.stdout.fileno(), 4096)
+    p.send_signal(sig)
+    _, err = p.communicate(timeout=15)
+    assert p.returncode == 0
+    assert f"stopped by {sig.name}" in err.decode()
+
+
+def test_terminal_is_raw_while_running_and_restored(minivmm, tiny_kernel):
+    master, slave = pty.openpty()
+    before = termios.tcgetattr(slave)
+    p = subprocess.Popen([minivmm, "--kernel", tiny_kernel, "--cmdline", "echo"],
+                         stdin=slave, stdout=slave, stderr=subprocess.PIPE)
+    out = b""
+    deadline = time.time() + 30
+    while b"e820=" not in out and time.time() < deadline:
+        out += os.read(master, 4096)
+    during = termios.tcgetattr(slave)
+    assert not (during[3] & termios.ICANON), "console should be raw while the VM runs"
+    os.write(master, b"abc\x01\x01z")        # Ctrl-A Ctrl-A sends one Ctrl-A
+    time.sleep(0.5)
+    os.write(master, b"\x01x")               # Ctrl-A x quits
+    p.wait(timeout=30)
+    assert p.returncode == 0
+    assert "Ctrl-A x" in p.stderr.read().decode()
+    after = termios.tcgetattr(slave)
+    assert after == before
+    os.close(master)
+    os.close(slave)
+
+
+def test_kernel_too_big_for_mem_is_a_usage_error(minivmm, tmp_path):
+    # Same header, but an init_size of 64 MiB cannot fit in 32 MiB of RAM.
+    import tinyguest
+    big = tinyguest.build(str(tmp_path / "big.bzImage"))
+    data = bytearray(open(big, "rb").read())
+    data[0x260:0x264] = (64 << 20).to_bytes(4, "little")
+    open(big, "wb").write(data)
+    r = run(minivmm, big, "poweroff", "--mem", "32M")
+    assert r.returncode == 2
+    assert "raise --mem" in r.stderr.decode()
+
+
+def test_cmdline_longer_than_the_kernel_accepts(minivmm, tiny_kernel):
+    r = run(minivmm, tiny_kernel, "p" * 3000)
+    assert r.returncode == 2
+    assert "--cmdline: 3000 bytes, this kernel accepts at most 2047" in r.stderr.decode()
