@@ -73,8 +73,25 @@ static void fill_gdt(uint64_t gdt[5])
     gdt[BOOT_TSS / 8] = gdt_entry(0x808b, 0, 0xfffff);  /* busy TSS: VM entry wants one */
 }
 
+/* 16-bit code at the reset vector F000:FFF0, where a PC's firmware starts.
+ * Linux reaches it on reboot: with hardware-reduced ACPI it prefers EFI reset,
+ * and without EFI falls back to a real-mode jump here (BOOT_BIOS). Having no
+ * firmware, the "reset" is a write of the ACPI reset value to the reset
+ * register, which ends the VM like any other reset request. */
+static const uint8_t reset_vector_stub[] = {
+    0xb0, X86_ACPI_RESET_VALUE,                                   /* mov al, value */
+    0xba, X86_ACPI_RESET_PORT & 0xff, X86_ACPI_RESET_PORT >> 8,   /* mov dx, port */
+    0xee,                                                         /* out dx, al */
+    0xf4,                                                         /* 1: hlt */
+    0xeb, 0xfd,                                                   /* jmp 1b */
+};
+
 int x86_write_boot_tables(const struct guest_mem *gm)
 {
+    if (guest_mem_write(gm, X86_RESET_VECTOR_ADDR, reset_vector_stub,
+                        sizeof(reset_vector_stub)) < 0)
+        return -EFAULT;
+
     uint64_t gdt[5];
     fill_gdt(gdt);
     if (guest_mem_write(gm, X86_GDT_ADDR, gdt, sizeof(gdt)) < 0)

@@ -7,7 +7,7 @@
 
 #include "vmm/guest_mem.h"
 
-/* GDT, IDT and page tables in low guest memory. */
+/* GDT, IDT, page tables and the reset-vector stub in low guest memory. */
 int x86_write_boot_tables(const struct guest_mem *gm);
 
 /* Registers of the boot vCPU. Application processors are left in KVM's

@@ -14,7 +14,8 @@
 #define X86_CMDLINE_MAX         0x10000ULL
 #define X86_EBDA_START          0x9FC00ULL    /* low RAM ends here in e820 */
 #define X86_ACPI_TABLES_ADDR    0xE0000ULL    /* RSDP must sit in 0xE0000-0xFFFFF */
-#define X86_ACPI_TABLES_SIZE    0x20000ULL
+#define X86_ACPI_TABLES_SIZE    0x1F000ULL    /* the last page holds the reset vector */
+#define X86_RESET_VECTOR_ADDR   0xFFFF0ULL    /* F000:FFF0, inside the reserved BIOS area */
 #define X86_KERNEL_LOAD_ADDR    0x100000ULL   /* protected-mode kernel, 1 MiB */
 #define X86_HIGH_MEM_START      0x100000ULL
 

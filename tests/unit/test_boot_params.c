@@ -1,6 +1,7 @@
 #include <errno.h>
 
 #include "arch/x86_64/boot_params.h"
+#include "arch/x86_64/cpu_state.h"
 #include "arch/x86_64/layout.h"
 #include "unit.h"
 #include "vmm/arch.h"
@@ -146,4 +147,23 @@ TEST(boot_params_rejects_truncated_header)
     struct x86_boot_info info = {.kernel_header = k, .kernel_header_len = sizeof(k),
                                  .ram = ram, .n_ram = 1};
     CHECK_EQ(x86_build_boot_params(&bp, &info), -EINVAL);
+}
+
+TEST(reset_vector_stub_writes_the_acpi_reset_register)
+{
+    struct guest_mem gm;
+    struct mem_range r = {0, 2 << 20};
+    guest_mem_init(&gm, -1);
+    CHECK_EQ(guest_mem_add_ram(&gm, &r, 1), 0);
+    CHECK_EQ(x86_write_boot_tables(&gm), 0);
+    const uint8_t *v = guest_mem_ptr(&gm, X86_RESET_VECTOR_ADDR, 16);
+    /* mov al, 1; mov dx, 0x602; out dx, al: what the FADT's RESET_REG says. */
+    const uint8_t expect[] = {0xb0, 0x01, 0xba, 0x02, 0x06, 0xee};
+    CHECK(!memcmp(v, expect, sizeof(expect)));
+    CHECK_EQ(X86_ACPI_RESET_PORT, 0x602);
+    CHECK_EQ(X86_ACPI_RESET_VALUE, 0x01);
+    /* The stub sits in the range e820 reserves, so the guest keeps it. */
+    CHECK(X86_RESET_VECTOR_ADDR >= X86_ACPI_TABLES_ADDR + X86_ACPI_TABLES_SIZE);
+    CHECK(X86_RESET_VECTOR_ADDR + sizeof(expect) <= 0x100000);
+    guest_mem_destroy(&gm);
 }
