@@ -1,0 +1,676 @@
+"""Hosts that minivmm's boot tests run on.
+
+A Linux guest needs a /dev/kvm backed by hardware-style virtualization. Where
+this machine has one (kvm_intel/kvm_amd), tests run commands directly:
+LocalHost. Elsewhere (e.g. a machine whose /dev/kvm is the software kvm_pvm),
+they run inside the "test host", a Linux VM under QEMU/TCG with an SVM CPU
+whose kvm_amd provides /dev/kvm: TestHostVM (built by tests/testhost/build.sh).
+
+Both offer the same interface:
+
+    host.run(cmd, timeout=60) -> (exit_code, output)
+        Runs a shell command line (stdin /dev/null, stderr merged into stdout).
+    host.spawn(cmd) -> Session
+        Starts a shell command line in the foreground of a terminal, e.g.
+        minivmm, whose serial console then comes through the session:
+            s.expect(regex, timeout=30) -> re.Match
+            s.send(text), s.sendline(text=''), s.sendcontrol('c')
+            s.wait_exit(timeout=60) -> exit status (128+N if killed by signal N)
+            s.kill(), s.close(), s.output (everything seen, '\\n' line ends)
+    host.path(name)           'minivmm', 'qemu-system-x86_64' or a payload path
+    host.guest_kernel('6.1'), host.guest_initrd('6.1')
+    host.qemu_cmd(series, ...) the QEMU+KVM peer command line (needs with_qemu)
+    host.close()
+
+Python 3.11 standard library only. Consoles are read by a background thread
+per channel: a VM writing to its serial console must never stall because the
+test is busy elsewhere (e.g. in run() while a nested guest prints).
+"""
+
+from __future__ import annotations
+
+import atexit
+import codecs
+import ctypes
+import fcntl
+import itertools
+import os
+import pty
+import re
+import shlex
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import tempfile
+import termios
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+TESTHOST_BUILD = REPO / "tests" / "testhost" / "build.sh"
+GUEST_BUILD = REPO / "guest-images" / "build.sh"
+
+# The test host's console shell prompt (set by tests/testhost/init).
+_TESTHOST_PROMPT = "testhost# "
+
+
+class HostError(Exception):
+    """The host or a program on it did not behave as the harness expects."""
+
+
+class ExpectTimeout(HostError):
+    pass
+
+
+class ExpectEOF(HostError):
+    pass
+
+
+_CRLF = re.compile(r"\r+\n")
+
+
+def _tail(text: str, n: int = 3000) -> str:
+    return text if len(text) <= n else "..." + text[-n:]
+
+
+class _Channel:
+    """A character stream to a console (pty master, pipe or socket).
+
+    A thread reads everything into `text` (UTF-8, '\\r\\n' turned into '\\n')
+    and into a transcript file; expect() waits for a regex in `text` after a
+    given position.
+    """
+
+    def __init__(self, name: str, rfd: int, wfd: int, log_path: Path):
+        self.name = name
+        self._rfd = rfd
+        self._wfd = wfd
+        self.text = ""
+        self.eof = False
+        self._cond = threading.Condition()
+        self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        self._cr = ""  # '\r's at the end of the last chunk
+        self._log = open(log_path, "a", encoding="utf-8")
+        self.log_path = log_path
+        self._thread = threading.Thread(target=self._reader, name=f"read-{name}", daemon=True)
+        self._thread.start()
+
+    def _normalize(self, s: str) -> str:
+        # Line ends arrive as \r\n, or as \r\r\n when a guest's \r\n passes
+        # through another tty's ONLCR (nested consoles). Trailing \r's wait
+        # for the next chunk, which decides whether they end a line.
+        s = self._cr + s
+        stripped = s.rstrip("\r")
+        self._cr = s[len(stripped):]
+        return _CRLF.sub("\n", stripped)
+
+    def _reader(self) -> None:
+        while True:
+            try:
+                data = os.read(self._rfd, 65536)
+            except OSError:  # EIO: pty closed by the other side
+                data = b""
+            text = self._normalize(self._decoder.decode(data, final=not data))
+            if not data:
+                text, self._cr = text + self._cr, ""
+            if text:
+                self._log.write(text)
+                self._log.flush()
+            with self._cond:
+                self.text += text
+                if not data:
+                    self.eof = True
+                self._cond.notify_all()
+            if not data:
+                self._log.close()
+                return
+
+    def mark(self) -> int:
+        with self._cond:
+            return len(self.text)
+
+    def expect(self, pattern, timeout: float, pos: int) -> re.Match:
+        """First match of pattern in text[pos:], waiting up to timeout s."""
+        rx = re.compile(pattern) if isinstance(pattern, str) else pattern
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                m = rx.search(self.text, pos)
+                if m:
+                    return m
+                if self.eof:
+                    raise ExpectEOF(
+                        f"{self.name}: end of output while waiting for {rx.pattern!r}; "
+                        f"last output:\n{_tail(self.text[pos:])}\n(transcript: {self.log_path})")
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise ExpectTimeout(
+                        f"{self.name}: no {rx.pattern!r} within {timeout:g} s; "
+                        f"last output:\n{_tail(self.text[pos:])}\n(transcript: {self.log_path})")
+                self._cond.wait(left)
+
+    def write(self, text: str) -> None:
+        data = text.encode()
+        while data:
+            n = os.write(self._wfd, data)
+            data = data[n:]
+
+
+class Session:
+    """A program started by Host.spawn(), talking through a terminal."""
+
+    def __init__(self, chan: _Channel, start: int, cmd: str):
+        self._chan = chan
+        self._start = start
+        self._pos = start
+        self._end: int | None = None  # where the program's output ended
+        self.cmd = cmd
+        self.exit_status: int | None = None
+
+    @property
+    def output(self) -> str:
+        """Everything the program's terminal showed so far ('\\n' line ends)."""
+        end = self._end if self._end is not None else len(self._chan.text)
+        return self._chan.text[self._start:end]
+
+    def expect(self, pattern, timeout: float = 30) -> re.Match:
+        """Waits for pattern (regex) in output not consumed by an earlier
+        expect(); the returned match's groups work as usual.
+
+        Output arrives in pieces: end a pattern that captures up to the end
+        of a line with '\n' (r"kernel=(\S+)\n"), or it may match half a line.
+        Line ends are '\n'. What you type is echoed by the terminal, so
+        patterns should match output, not the command line (see the
+        "answer=$((6 * 7))" trick in test_harness_qemu_peer.py)."""
+        m = self._chan.expect(pattern, timeout, self._pos)
+        if self._end is not None and m.end() > self._end:
+            raise ExpectEOF(f"program exited before {m.re.pattern!r} appeared:\n"
+                            f"{_tail(self.output)}")
+        self._pos = m.end()
+        return m
+
+    def send(self, text: str) -> None:
+        self._chan.write(text)
+
+    def sendline(self, text: str = "") -> None:
+        # CR is what the Enter key sends; a tty in cooked mode (and the guest
+        # behind a raw-mode VMM) turns it into '\n'.
+        self._chan.write(text + "\r")
+
+    def sendcontrol(self, char: str) -> None:
+        self._chan.write(chr(ord(char.lower()) & 0x1F))
+
+    def wait_exit(self, timeout: float = 60) -> int:
+        raise NotImplementedError
+
+    def kill(self) -> None:
+        """Kills the program (SIGKILL); wait_exit() then returns 137."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Kills the program if it still runs and waits for it."""
+        if self.exit_status is None:
+            self.kill()
+            self.wait_exit(30)
+
+
+@dataclass
+class Payload:
+    """What tests need on the host, by name.
+
+    binaries: name -> executable on this machine; host.path(name) gives its
+        location on the host (inside the test host: /payload/bin/name, with
+        its shared libraries in /payload/lib).
+    guest_dir: output of guest-images/build.sh (vmlinuz-<series>, initrd-<series>.img).
+    with_qemu: also provide qemu-system-x86_64 and its firmware (the peer VMM).
+    files: payload-relative path -> file on this machine, for other data.
+    """
+    binaries: dict[str, Path] = field(default_factory=dict)
+    guest_dir: Path = REPO / "build" / "guest"
+    with_qemu: bool = False
+    files: dict[str, Path] = field(default_factory=dict)
+
+
+class Host:
+    """Common interface; see the module docstring."""
+
+    kind = "?"
+
+    def __init__(self, payload: Payload):
+        self.payload = payload
+        self.timings: dict[str, float] = {}  # seconds, for reports
+        self._sessions: list[Session] = []
+        self._tokens = itertools.count(1)
+
+    # -- paths -------------------------------------------------------------
+    def path(self, name: str) -> str:
+        raise NotImplementedError
+
+    def has(self, name: str) -> bool:
+        """Whether the payload provides name (e.g. minivmm may not be built)."""
+        return name in self.payload.binaries or (
+            name == "qemu-system-x86_64" and self.payload.with_qemu)
+
+    def guest_kernel(self, series: str) -> str:
+        return self.path(f"guest/vmlinuz-{series}")
+
+    def guest_initrd(self, series: str) -> str:
+        return self.path(f"guest/initrd-{series}.img")
+
+    def qemu_firmware_dir(self) -> str | None:
+        return None
+
+    def qemu_cmd(self, series: str, cpus: int = 2, mem_mb: int = 512,
+                 append: str = "console=ttyS0 quiet", extra=()) -> str:
+        """Command line booting the test guest with QEMU + KVM (the peer)."""
+        argv = [self.path("qemu-system-x86_64")]
+        if self.qemu_firmware_dir():
+            argv += ["-L", self.qemu_firmware_dir()]
+        argv += ["-accel", "kvm", "-cpu", "host", "-m", str(mem_mb), "-smp", str(cpus),
+                 "-nographic", "-kernel", self.guest_kernel(series),
+                 "-initrd", self.guest_initrd(series), "-append", append, *extra]
+        return shlex.join(argv)
+
+    # -- commands ------------------------------------------------------------
+    def run(self, cmd: str, timeout: float = 60) -> tuple[int, str]:
+        raise NotImplementedError
+
+    def check(self, cmd: str, timeout: float = 60) -> str:
+        """run() that raises HostError unless the exit code is 0."""
+        rc, out = self.run(cmd, timeout)
+        if rc != 0:
+            raise HostError(f"{cmd!r} exited with {rc}:\n{_tail(out)}")
+        return out
+
+    def spawn(self, cmd: str) -> Session:
+        raise NotImplementedError
+
+    def cleanup_sessions(self) -> None:
+        """Kills programs a test left running (called between tests)."""
+        for s in self._sessions:
+            try:
+                s.close()
+            except HostError:
+                pass
+        self._sessions.clear()
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+# ---------------------------------------------------------------------------
+# LocalHost
+
+
+class _LocalSession(Session):
+    def __init__(self, chan: _Channel, pid: int, cmd: str):
+        super().__init__(chan, 0, cmd)
+        self._pid = pid
+
+    def wait_exit(self, timeout: float = 60) -> int:
+        if self.exit_status is not None:
+            return self.exit_status
+        deadline = time.monotonic() + timeout
+        while True:
+            pid, status = os.waitpid(self._pid, os.WNOHANG)
+            if pid:
+                break
+            if time.monotonic() > deadline:
+                raise ExpectTimeout(f"{self.cmd!r} still running after {timeout:g} s:\n"
+                                    f"{_tail(self.output)}")
+            time.sleep(0.05)
+        # Output written just before exit may still be in the pty: wait for
+        # the reader to hit end of file (all slave fds closed) briefly.
+        with self._chan._cond:
+            self._chan._cond.wait_for(lambda: self._chan.eof, timeout=2)
+        self._end = len(self._chan.text)
+        self.exit_status = os.waitstatus_to_exitcode(status)
+        if self.exit_status < 0:
+            self.exit_status = 128 - self.exit_status
+        os.close(self._chan._rfd)
+        return self.exit_status
+
+    def kill(self) -> None:
+        if self.exit_status is None:
+            try:
+                os.killpg(self._pid, signal.SIGKILL)  # the pty session's group
+            except ProcessLookupError:
+                pass
+
+
+class LocalHost(Host):
+    """Runs everything directly on this machine (its /dev/kvm must be real)."""
+
+    kind = "local"
+
+    def __init__(self, payload: Payload, log_dir: Path):
+        super().__init__(payload)
+        self.log_dir = Path(log_dir)
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self._cmd_log = open(self.log_dir / "local-commands.log", "a", encoding="utf-8")
+
+    def path(self, name: str) -> str:
+        if name in self.payload.binaries:
+            return str(Path(self.payload.binaries[name]).resolve())
+        if name in self.payload.files:
+            return str(Path(self.payload.files[name]).resolve())
+        if name.startswith("guest/"):
+            return str((Path(self.payload.guest_dir) / name[len("guest/"):]).resolve())
+        found = shutil.which(name)
+        if not found:
+            raise HostError(f"{name} is not in the payload nor on PATH")
+        return found
+
+    def run(self, cmd: str, timeout: float = 60) -> tuple[int, str]:
+        self._cmd_log.write(f"$ {cmd}\n")
+        try:
+            p = subprocess.run(["/bin/sh", "-c", cmd], stdin=subprocess.DEVNULL,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               timeout=timeout, start_new_session=True)
+        except subprocess.TimeoutExpired as e:
+            out = (e.output or b"").decode(errors="replace")
+            self._cmd_log.write(f"{out}[timeout after {timeout:g} s]\n")
+            self._cmd_log.flush()
+            raise ExpectTimeout(f"{cmd!r} did not finish within {timeout:g} s:\n{_tail(out)}")
+        out = p.stdout.decode(errors="replace")
+        rc = p.returncode if p.returncode >= 0 else 128 - p.returncode
+        self._cmd_log.write(f"{out}[exit {rc}]\n")
+        self._cmd_log.flush()
+        return rc, out
+
+    def spawn(self, cmd: str) -> Session:
+        n = next(self._tokens)
+        log = self.log_dir / f"local-spawn-{n}.log"
+        with open(log, "w", encoding="utf-8") as f:
+            f.write(f"$ {cmd}\n")
+        # pty.fork() makes the child a session leader with the pty as its
+        # controlling terminal, as a login shell would have: raw mode and ^C
+        # work as they would for a user.
+        pid, fd = pty.fork()
+        if pid == 0:
+            try:
+                os.execv("/bin/sh", ["sh", "-c", cmd])
+            finally:
+                os._exit(127)
+        fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 200, 0, 0))
+        s = _LocalSession(_Channel(f"spawn-{n}", fd, fd, log), pid, cmd)
+        self._sessions.append(s)
+        return s
+
+    def close(self) -> None:
+        self.cleanup_sessions()
+        self._cmd_log.close()
+
+
+# ---------------------------------------------------------------------------
+# TestHostVM
+
+
+class _ConsoleSession(Session):
+    def __init__(self, vm: "TestHostVM", token: str, start: int, cmd: str):
+        super().__init__(vm._console, start, cmd)
+        self._vm = vm
+        self._token = token
+
+    def wait_exit(self, timeout: float = 60) -> int:
+        if self.exit_status is not None:
+            return self.exit_status
+        m = self._chan.expect(rf"\nMVX-END-{self._token} (\d+)\n", timeout, self._pos)
+        self._end = m.start()
+        self.exit_status = int(m.group(1))
+        # Resynchronize with the shell before the next spawn().
+        self._chan.expect(re.escape(_TESTHOST_PROMPT), 30, m.end())
+        self._vm._console_busy = None
+        return self.exit_status
+
+    def kill(self) -> None:
+        if self.exit_status is None:
+            self._vm.run(f"mvx-kill {self._token}", timeout=30)
+
+
+class TestHostVM(Host):
+    """The test host VM: QEMU/TCG (-cpu max has SVM) running Debian's kernel
+    with kvm_amd. Its serial console (ttyS0) carries spawned programs; a
+    second serial port (ttyS1, on a unix socket) carries a shell for run(), so
+    commands can run while a program occupies the console.
+
+    Only one spawned program at a time (there is one console).
+    """
+
+    kind = "qemu"
+    __test__ = False  # not a pytest test class despite the name
+
+    def __init__(self, payload: Payload, work_dir: Path, log_dir: Path, *,
+                 memory: str = "6G", cpus: int = 2, payload_mode: str = "disk",
+                 qemu: str = "qemu-system-x86_64", cache_dir: Path | None = None):
+        super().__init__(payload)
+        self.work_dir = Path(work_dir)
+        self.log_dir = Path(log_dir)
+        self.memory = memory
+        self.cpus = cpus
+        self.payload_mode = payload_mode
+        self.qemu = qemu
+        self.cache_dir = cache_dir
+        self._proc: subprocess.Popen | None = None
+        self._console: _Channel | None = None
+        self._ctl: _Channel | None = None
+        self._ctl_sock: socket.socket | None = None
+        self._sock_dir: str | None = None
+        self._console_busy: Session | None = None
+
+    # -- build ---------------------------------------------------------------
+    def build(self) -> None:
+        """Fills work_dir/payload and builds the image in work_dir/image."""
+        t0 = time.monotonic()
+        pdir = self.work_dir / "payload"
+        if pdir.exists():
+            shutil.rmtree(pdir)
+        (pdir / "guest").mkdir(parents=True)
+        for f in sorted(Path(self.payload.guest_dir).glob("*")):
+            if f.name.startswith(("vmlinuz-", "initrd-", "guest-")):
+                _link_or_copy(f, pdir / "guest" / f.name)
+        for rel, src in self.payload.files.items():
+            (pdir / rel).parent.mkdir(parents=True, exist_ok=True)
+            _link_or_copy(Path(src), pdir / rel)
+        argv = [str(TESTHOST_BUILD), "--payload-dir", str(pdir),
+                "--out", str(self.work_dir / "image"), "--payload-mode", self.payload_mode]
+        if self.cache_dir:
+            argv += ["--cache", str(self.cache_dir)]
+        for name, src in self.payload.binaries.items():
+            argv += ["--add-binary", f"{src}={name}"]
+        if self.payload.with_qemu:
+            argv.append("--with-qemu")
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.log_dir / "testhost-build.log", "w") as log:
+            p = subprocess.run(argv, stdout=log, stderr=subprocess.STDOUT)
+        if p.returncode != 0:
+            raise HostError(f"{shlex.join(argv)} failed; see {self.log_dir / 'testhost-build.log'}")
+        self.timings["payload_build"] = time.monotonic() - t0
+
+    # -- boot ----------------------------------------------------------------
+    def qemu_argv(self) -> list[str]:
+        img = self.work_dir / "image"
+        self._sock_dir = tempfile.mkdtemp(prefix="mvx-testhost-")  # short path for AF_UNIX
+        argv = [self.qemu, "-accel", "tcg,thread=multi", "-cpu", "max",
+                "-m", self.memory, "-smp", str(self.cpus), "-nographic", "-no-reboot",
+                "-kernel", str(img / "vmlinuz"), "-initrd", str(img / "initrd.img"),
+                # loglevel=1: only emergencies (panics) on the console, where
+                # kernel warnings (KVM's "Unhandled WRMSR"...) would land in
+                # the middle of the nested guest's output; dmesg has them.
+                # panic=-1 + -no-reboot: a test host panic ends QEMU at once.
+                "-append", "console=ttyS0 loglevel=1 panic=-1 edd=off",
+                # signal=off: ^C from a test goes to the test host, not QEMU.
+                "-chardev", "stdio,id=con,signal=off", "-serial", "chardev:con",
+                "-chardev", f"socket,id=ctl,path={self._sock_dir}/ctl,server=on,wait=off",
+                "-serial", "chardev:ctl",
+                "-monitor", "none", "-nic", "none"]
+        if (img / "payload.ext4").exists():
+            argv += ["-drive", f"file={img / 'payload.ext4'},if=virtio,format=raw,readonly=on"]
+        return argv
+
+    def boot(self, timeout: float = 300) -> None:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        argv = self.qemu_argv()
+        (self.log_dir / "testhost-qemu.cmd").write_text(shlex.join(argv) + "\n")
+        t0 = time.monotonic()
+        # The console is QEMU's stdio on pipes: no tty in between, so every
+        # byte (^C, ^A, ...) reaches the test host's serial port unchanged.
+        with open(self.log_dir / "testhost-qemu.stderr", "w") as err:
+            self._proc = subprocess.Popen(
+                argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err,
+                start_new_session=True, preexec_fn=_die_with_parent)
+        # Its own session keeps a ^C on the developer's terminal from reaching
+        # QEMU directly; close() (or, if Python dies, the parent-death signal)
+        # ends it.
+        atexit.register(self.close)
+        self._console = _Channel("testhost console", self._proc.stdout.fileno(),
+                                 self._proc.stdin.fileno(), self.log_dir / "testhost-console.log")
+        try:
+            m = self._console.expect(r"MINIVMM-TESTHOST-(READY|FAILED)[^\n]*\n", timeout, 0)
+            if m.group(1) == "FAILED":
+                raise HostError(f"test host: {m.group(0).strip()}\n"
+                                f"(transcript: {self._console.log_path})")
+            self.timings["testhost_init"] = time.monotonic() - t0
+            self._connect_ctl(deadline=time.monotonic() + 60)
+            self._console.expect(re.escape(_TESTHOST_PROMPT), 60, m.end())
+            self.timings["testhost_boot"] = time.monotonic() - t0
+        except HostError:
+            self.close()
+            raise
+
+    def _connect_ctl(self, deadline: float) -> None:
+        path = f"{self._sock_dir}/ctl"
+        while True:
+            try:
+                self._ctl_sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                self._ctl_sock.connect(path)
+                break
+            except OSError:
+                self._ctl_sock.close()
+                if time.monotonic() > deadline or self._proc.poll() is not None:
+                    raise HostError(f"cannot connect to the test host's control socket {path}")
+                time.sleep(0.05)
+        fd = self._ctl_sock.fileno()
+        self._ctl = _Channel("testhost control", fd, fd, self.log_dir / "testhost-control.log")
+        # The control shell starts after the READY line and input sent to a
+        # serial port before it is opened is lost: retry until it answers.
+        for attempt in itertools.count():
+            tok = f"hello{attempt}"
+            pos = self._ctl.mark()
+            self._ctl.write(f"mvx-run {tok} true\n")
+            try:
+                self._ctl.expect(rf"MVX-END-{tok} 0\n", 0.25, pos)
+                return
+            except ExpectTimeout:
+                if time.monotonic() > deadline:
+                    raise HostError("the test host's control shell does not answer "
+                                    f"(transcript: {self._ctl.log_path})")
+
+    # -- interface -------------------------------------------------------------
+    def path(self, name: str) -> str:
+        return f"/payload/{name}" if "/" in name else f"/payload/bin/{name}"
+
+    def qemu_firmware_dir(self) -> str | None:
+        return "/payload/share/qemu"
+
+    # The control shell reads lines from a tty in canonical mode, which
+    # holds at most 4095 characters per line: longer text goes through a file.
+    _MAX_LINE = 3000
+
+    def run(self, cmd: str, timeout: float = 60) -> tuple[int, str]:
+        tok = f"r{next(self._tokens)}"
+        line = f"mvx-run {tok} {shlex.quote(cmd)}"
+        if len(line) > self._MAX_LINE:
+            self._put_file(f"/tmp/mvx-run-{tok}.cmd", cmd)
+            line = f'mvx-run {tok} "$(cat /tmp/mvx-run-{tok}.cmd)"'
+        return self._ctl_run(tok, line, timeout)
+
+    def _ctl_run(self, tok: str, line: str, timeout: float) -> tuple[int, str]:
+        pos = self._ctl.mark()
+        self._ctl.write(line + "\n")
+        try:
+            b = self._ctl.expect(rf"MVX-BEGIN-{tok}\n", timeout, pos)
+            e = self._ctl.expect(rf"\nMVX-END-{tok} (\d+)\n", timeout, b.end())
+        except ExpectTimeout:
+            # ^C kills the control shell and whatever it runs; init starts a
+            # new one, so later calls still work.
+            self._ctl.write("\x03")
+            time.sleep(0.5)
+            raise
+        return int(e.group(1)), self._ctl.text[b.end():e.start()]
+
+    def _put_file(self, path: str, text: str) -> None:
+        """Writes text to a file in the test host over the control shell."""
+        chunks = [text[i:i + 500] for i in range(0, len(text), 500)] or [""]
+        for i, chunk in enumerate(chunks):
+            tok = f"p{next(self._tokens)}"
+            redir = ">" if i == 0 else ">>"
+            cmd = f"printf %s {shlex.quote(chunk)} {redir} {path}"
+            rc, out = self._ctl_run(tok, f"mvx-run {tok} {shlex.quote(cmd)}", 30)
+            if rc != 0:
+                raise HostError(f"cannot write {path} in the test host: {out}")
+
+    def spawn(self, cmd: str) -> Session:
+        if self._console_busy is not None:
+            raise HostError(f"the console is still used by {self._console_busy.cmd!r}; "
+                            "wait_exit() or close() that session first")
+        tok = f"s{next(self._tokens)}"
+        self._put_file(f"/tmp/mvx-spawn-{tok}.cmd", cmd)
+        pos = self._console.mark()
+        self._console.write(f"mvx-spawn {tok}\r")
+        m = self._console.expect(rf"MVX-START-{tok}\n", 30, pos)
+        s = _ConsoleSession(self, tok, m.end(), cmd)
+        self._console_busy = s
+        self._sessions.append(s)
+        return s
+
+    def close(self) -> None:
+        if self._proc and self._proc.poll() is None:
+            self._proc.terminate()
+            try:
+                self._proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+        if self._ctl_sock:
+            self._ctl_sock.close()
+            self._ctl_sock = None
+        if self._sock_dir:
+            shutil.rmtree(self._sock_dir, ignore_errors=True)
+            self._sock_dir = None
+
+
+def _die_with_parent() -> None:
+    """In a child before exec: get SIGTERM when the parent dies, so a crashed
+    or killed test run leaves no test host VM behind."""
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def kvm_is_hardware() -> bool:
+    """True when /dev/kvm is backed by VMX/SVM (kvm_intel or kvm_amd), not
+    by a software implementation such as kvm_pvm."""
+    return os.path.exists("/dev/kvm") and (
+        os.path.isdir("/sys/module/kvm_intel") or os.path.isdir("/sys/module/kvm_amd"))
+
+
+def ensure_guest_images(out: Path, series: str = "all") -> None:
+    """Runs guest-images/build.sh (quick when nothing changed)."""
+    subprocess.run([str(GUEST_BUILD), "--kernel", series, "--out", str(out)], check=True)

@@ -1,0 +1,65 @@
+"""Checks the boot-test chain without minivmm: the host (local or the QEMU
+test host), the harness, and the test guests, booted by QEMU + KVM, the peer
+VMM that boot benchmarks compare minivmm with."""
+
+import re
+import time
+
+import pytest
+
+
+def test_run_returns_status_and_exact_output(host):
+    assert host.run("printf 'a\\nb'; echo err >&2; exit 3") == (3, "a\nb" + "err\n")
+    assert host.run("true") == (0, "")
+    # Quoting survives, and long commands work on the test host's control line.
+    word = "x'y\"z $HOME `id` " * 400
+    rc, out = host.run(f"printf %s {_sh_quote(word)} | wc -c")
+    assert (rc, out.strip()) == (0, str(len(word)))
+
+
+def test_kvm_is_available(host):
+    rc, out = host.run("test -c /dev/kvm && echo yes")
+    assert (rc, out) == (0, "yes\n")
+
+
+def test_spawn_interrupt_and_kill(host):
+    s = host.spawn("echo started; sleep 600")
+    s.expect("started")
+    s.sendcontrol("c")
+    assert s.wait_exit(30) == 130
+    s = host.spawn("stty raw -echo; sleep 600")
+    time.sleep(0.5)
+    s.kill()
+    assert s.wait_exit(30) == 137
+    # The terminal is usable (not raw) again for the next program.
+    s = host.spawn("read line; echo got=$line")
+    s.sendline("hi")
+    s.expect("got=hi")
+    assert s.wait_exit(30) == 0
+
+
+@pytest.mark.qemu_peer
+@pytest.mark.parametrize("series", ["6.1", "6.12"])
+def test_qemu_kvm_boots_guest(host, series, record_property):
+    t0 = time.monotonic()
+    s = host.spawn(host.qemu_cmd(series, cpus=2, mem_mb=512))
+    m = s.expect(r"MINIVMM-GUEST-READY cpus=(\d+) memtotal_kb=(\d+) kernel=(\S+)\n", timeout=180)
+    boot_s = time.monotonic() - t0
+    assert m.group(1) == "2"
+    assert m.group(3).startswith(series + ".")
+    assert "MINIVMM-GUEST-MODULE-FAILED" not in s.output
+    s.expect("guest# ")
+    # The arithmetic shows the line was run, not just echoed.
+    s.sendline("echo answer=$((6 * 7)); grep -c virtio /proc/modules")
+    s.expect(r"answer=42\n(\d+)\n")
+    s.expect("guest# ")
+    s.sendline("poweroff -f")
+    assert s.wait_exit(60) == 0
+    record_property("guest_ready_s", round(boot_s, 2))
+    print(f"\n{host.kind} host: QEMU+KVM booted guest {series} "
+          f"({m.group(3)}) to the ready marker in {boot_s:.2f} s; host timings: "
+          + ", ".join(f"{k}={v:.2f}s" for k, v in host.timings.items()))
+
+
+def _sh_quote(s):
+    return "'" + s.replace("'", "'\\''") + "'"
