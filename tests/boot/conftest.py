@@ -71,7 +71,11 @@ def host(request, tmp_path_factory):
     else:
         h = hostlib.TestHostVM(
             payload, _repo_path("MINIVMM_TESTHOST_DIR", "build/testhost"), log_dir,
-            payload_mode=os.environ.get("MINIVMM_TESTHOST_PAYLOAD_MODE", "disk"))
+            payload_mode=os.environ.get("MINIVMM_TESTHOST_PAYLOAD_MODE", "disk"),
+            # One test-host vCPU more than the largest nested guest: once (in
+            # ~10 nested boots) a 2-vCPU guest spinning in both test-host vCPUs
+            # froze the whole test host, control shell included.
+            cpus=int(os.environ.get("MINIVMM_TESTHOST_CPUS", "3")))
         h.build()
         h.boot()
     yield h

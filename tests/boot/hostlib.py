@@ -182,8 +182,8 @@ class Session:
         expect(); the returned match's groups work as usual.
 
         Output arrives in pieces: end a pattern that captures up to the end
-        of a line with '\n' (r"kernel=(\S+)\n"), or it may match half a line.
-        Line ends are '\n'. What you type is echoed by the terminal, so
+        of a line with '\\n' (r"kernel=(\\S+)\\n"), or it may match half a line.
+        Line ends are '\\n'. What you type is echoed by the terminal, so
         patterns should match output, not the command line (see the
         "answer=$((6 * 7))" trick in test_harness_qemu_peer.py)."""
         m = self._chan.expect(pattern, timeout, self._pos)
