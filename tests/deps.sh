@@ -10,7 +10,7 @@ PACKAGES=(
     acpica-tools                            # iasl -d validates the ACPI tables
     python3 python3-pytest python3-pexpect  # boot/integration tests
     qemu-system-x86                         # the test host (and the peer in bench/)
-    busybox-static cpio e2fsprogs           # guest and test-host images
+    cpio e2fsprogs kmod                     # guest and test-host images (depmod)
     zstd xz-utils                           # kernel package contents
     curl socat                              # API clients in tests
 )

@@ -4,12 +4,13 @@ Environment:
   MINIVMM_TEST_HOST   auto (default) | local | qemu
                       auto: local when /dev/kvm is hardware virtualization
                       (kvm_intel/kvm_amd loaded), else the QEMU test host.
-  MINIVMM_BINARY      minivmm to test (default build/minivmm); tests that need
-                      it are skipped if it does not exist.
+  MINIVMM_BINARY      minivmm to test (default build/minivmm); if it does not
+                      exist, host.has("minivmm") is False.
   MINIVMM_GUEST_DIR   guest images (default build/guest, built on demand by
                       guest-images/build.sh).
   MINIVMM_TESTHOST_DIR  test host work directory (default build/testhost).
   MINIVMM_TESTHOST_PAYLOAD_MODE  disk (default) or initrd, see tests/testhost/build.sh.
+  MINIVMM_TESTHOST_CPUS  test host vCPUs (default 3, see below).
 
 Tests marked @pytest.mark.qemu_peer get qemu-system-x86_64 in the payload
 (host.qemu_cmd()); the payload includes it only when such a test is selected.

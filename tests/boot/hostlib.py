@@ -17,10 +17,16 @@ Both offer the same interface:
             s.send(text), s.sendline(text=''), s.sendcontrol('c')
             s.wait_exit(timeout=60) -> exit status (128+N if killed by signal N)
             s.kill(), s.close(), s.output (everything seen, '\\n' line ends)
+    host.check(cmd, timeout=60) -> output; raises HostError unless exit 0
     host.path(name)           'minivmm', 'qemu-system-x86_64' or a payload path
+                              ('guest/vmlinuz-6.1'); host.has(name)
     host.guest_kernel('6.1'), host.guest_initrd('6.1')
     host.qemu_cmd(series, ...) the QEMU+KVM peer command line (needs with_qemu)
-    host.close()
+    host.kind ('local'|'qemu'), host.timings (seconds: payload_build,
+    testhost_init, testhost_boot), host.close()
+
+What the host needs (minivmm, guest images, QEMU) is described by a Payload;
+inside the test host it appears under /payload.
 
 Python 3.11 standard library only. Consoles are read by a background thread
 per channel: a VM writing to its serial console must never stall because the
@@ -68,6 +74,14 @@ class ExpectTimeout(HostError):
 
 class ExpectEOF(HostError):
     pass
+
+
+class _Stopped(Exception):
+    """_Channel.expect() saw its stop pattern (a program's end) first."""
+
+    def __init__(self, match: re.Match):
+        super().__init__(match.group(0))
+        self.match = match
 
 
 _CRLF = re.compile(r"\r+\n")
@@ -133,15 +147,23 @@ class _Channel:
         with self._cond:
             return len(self.text)
 
-    def expect(self, pattern, timeout: float, pos: int) -> re.Match:
-        """First match of pattern in text[pos:], waiting up to timeout s."""
+    def expect(self, pattern, timeout: float, pos: int, stop: re.Pattern | None = None,
+               end: int | None = None) -> re.Match:
+        """First match of pattern in text[pos:end], waiting up to timeout s
+        for more text (unless end is given). If stop matches first, raises
+        _Stopped with that match."""
         rx = re.compile(pattern) if isinstance(pattern, str) else pattern
         deadline = time.monotonic() + timeout
         with self._cond:
             while True:
-                m = rx.search(self.text, pos)
+                m = rx.search(self.text, pos, len(self.text) if end is None else end)
+                st = stop.search(self.text, pos) if stop else None
+                if st and (not m or st.start() < m.end()):
+                    raise _Stopped(st)
                 if m:
                     return m
+                if end is not None:
+                    raise ExpectEOF(f"{self.name}: no {rx.pattern!r} in the program's output")
                 if self.eof:
                     raise ExpectEOF(
                         f"{self.name}: end of output while waiting for {rx.pattern!r}; "
@@ -186,12 +208,29 @@ class Session:
         Line ends are '\\n'. What you type is echoed by the terminal, so
         patterns should match output, not the command line (see the
         "answer=$((6 * 7))" trick in test_harness_qemu_peer.py)."""
-        m = self._chan.expect(pattern, timeout, self._pos)
-        if self._end is not None and m.end() > self._end:
-            raise ExpectEOF(f"program exited before {m.re.pattern!r} appeared:\n"
-                            f"{_tail(self.output)}")
+        rx = re.compile(pattern) if isinstance(pattern, str) else pattern
+        try:
+            m = self._chan.expect(rx, timeout, self._pos, stop=self._exit_marker, end=self._end)
+        except (_Stopped, ExpectEOF) as e:
+            if isinstance(e, _Stopped):
+                self._exited(e.match)
+            elif self.exit_status is None:
+                try:  # a local program's pty closed: collect its status
+                    self.wait_exit(5)
+                except HostError:
+                    pass
+            raise ExpectEOF(f"{self.cmd!r} exited (status {self.exit_status}) before "
+                            f"{rx.pattern!r} appeared; its output:\n{_tail(self.output)}\n"
+                            f"(transcript: {self._chan.log_path})") from None
         self._pos = m.end()
         return m
+
+    # Console sessions: the regex the end of the program prints, and what to
+    # do when it shows up (in expect() or wait_exit()).
+    _exit_marker: re.Pattern | None = None
+
+    def _exited(self, match: re.Match) -> None:
+        raise NotImplementedError
 
     def send(self, text: str) -> None:
         self._chan.write(text)
@@ -233,6 +272,11 @@ class Payload:
     guest_dir: Path = REPO / "build" / "guest"
     with_qemu: bool = False
     files: dict[str, Path] = field(default_factory=dict)
+
+
+# Leaves out QEMU's default VGA and e1000 NIC, which minivmm does not have:
+# their option ROMs (iPXE) add ~1 s to a nested boot. For host.qemu_cmd(extra=).
+QEMU_NO_DEFAULT_DEVICES = ("-vga", "none", "-nic", "none")
 
 
 class Host:
@@ -329,15 +373,20 @@ class _LocalSession(Session):
                 raise ExpectTimeout(f"{self.cmd!r} still running after {timeout:g} s:\n"
                                     f"{_tail(self.output)}")
             time.sleep(0.05)
-        # Output written just before exit may still be in the pty: wait for
-        # the reader to hit end of file (all slave fds closed) briefly.
+        # Leftover background children would keep the pty open; then wait
+        # for the reader to drain what the program wrote before it exited.
+        try:
+            os.killpg(self._pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
         with self._chan._cond:
-            self._chan._cond.wait_for(lambda: self._chan.eof, timeout=2)
+            self._chan._cond.wait_for(lambda: self._chan.eof, timeout=5)
         self._end = len(self._chan.text)
         self.exit_status = os.waitstatus_to_exitcode(status)
         if self.exit_status < 0:
             self.exit_status = 128 - self.exit_status
-        os.close(self._chan._rfd)
+        if self._chan.eof:  # never close an fd the reader may still read
+            os.close(self._chan._rfd)
         return self.exit_status
 
     def kill(self) -> None:
@@ -373,16 +422,21 @@ class LocalHost(Host):
 
     def run(self, cmd: str, timeout: float = 60) -> tuple[int, str]:
         self._cmd_log.write(f"$ {cmd}\n")
+        # Own process group, so a timeout ends the command's children too
+        # (they would keep the output pipe open).
+        p = subprocess.Popen(["/bin/sh", "-c", cmd], stdin=subprocess.DEVNULL,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             start_new_session=True)
         try:
-            p = subprocess.run(["/bin/sh", "-c", cmd], stdin=subprocess.DEVNULL,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               timeout=timeout, start_new_session=True)
-        except subprocess.TimeoutExpired as e:
-            out = (e.output or b"").decode(errors="replace")
+            raw, _ = p.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(p.pid, signal.SIGKILL)
+            raw, _ = p.communicate()
+            out = raw.decode(errors="replace")
             self._cmd_log.write(f"{out}[timeout after {timeout:g} s]\n")
             self._cmd_log.flush()
             raise ExpectTimeout(f"{cmd!r} did not finish within {timeout:g} s:\n{_tail(out)}")
-        out = p.stdout.decode(errors="replace")
+        out = raw.decode(errors="replace")
         rc = p.returncode if p.returncode >= 0 else 128 - p.returncode
         self._cmd_log.write(f"{out}[exit {rc}]\n")
         self._cmd_log.flush()
@@ -421,17 +475,25 @@ class _ConsoleSession(Session):
         super().__init__(vm._console, start, cmd)
         self._vm = vm
         self._token = token
+        self._exit_marker = re.compile(rf"\nMVX-END-{token} (\d+)\n")
 
     def wait_exit(self, timeout: float = 60) -> int:
-        if self.exit_status is not None:
-            return self.exit_status
-        m = self._chan.expect(rf"\nMVX-END-{self._token} (\d+)\n", timeout, self._pos)
+        if self.exit_status is None:
+            try:
+                m = self._chan.expect(self._exit_marker, timeout, self._pos)
+            except ExpectTimeout:
+                raise ExpectTimeout(f"{self.cmd!r} still running after {timeout:g} s:\n"
+                                    f"{_tail(self.output)}\n"
+                                    f"(transcript: {self._chan.log_path})") from None
+            self._exited(m)
+        return self.exit_status
+
+    def _exited(self, m: re.Match) -> None:
         self._end = m.start()
         self.exit_status = int(m.group(1))
         # Resynchronize with the shell before the next spawn().
         self._chan.expect(re.escape(_TESTHOST_PROMPT), 30, m.end())
         self._vm._console_busy = None
-        return self.exit_status
 
     def kill(self) -> None:
         if self.exit_status is None:
@@ -544,8 +606,11 @@ class TestHostVM(Host):
             self._connect_ctl(deadline=time.monotonic() + 60)
             self._console.expect(re.escape(_TESTHOST_PROMPT), 60, m.end())
             self.timings["testhost_boot"] = time.monotonic() - t0
-        except HostError:
+        except HostError as e:
             self.close()
+            err = (self.log_dir / "testhost-qemu.stderr").read_text(errors="replace").strip()
+            if err:
+                raise HostError(f"{e}\nQEMU's stderr:\n{_tail(err)}") from None
             raise
 
     def _connect_ctl(self, deadline: float) -> None:

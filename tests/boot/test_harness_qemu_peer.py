@@ -2,10 +2,11 @@
 test host), the harness, and the test guests, booted by QEMU + KVM, the peer
 VMM that boot benchmarks compare minivmm with."""
 
-import re
 import time
 
 import pytest
+
+import hostlib
 
 
 def test_run_returns_status_and_exact_output(host):
@@ -15,6 +16,12 @@ def test_run_returns_status_and_exact_output(host):
     word = "x'y\"z $HOME `id` " * 400
     rc, out = host.run(f"printf %s {_sh_quote(word)} | wc -c")
     assert (rc, out.strip()) == (0, str(len(word)))
+
+
+def test_run_timeout_recovers(host):
+    with pytest.raises(hostlib.ExpectTimeout):
+        host.run("echo begun; sleep 600", timeout=2)
+    assert host.run("echo still-usable") == (0, "still-usable\n")
 
 
 def test_kvm_is_available(host):
@@ -31,6 +38,14 @@ def test_spawn_interrupt_and_kill(host):
     time.sleep(0.5)
     s.kill()
     assert s.wait_exit(30) == 137
+    # A program that ends while a test waits for output fails the wait at
+    # once, with its status, instead of after the timeout.
+    s = host.spawn("echo bye; exit 3")
+    t0 = time.monotonic()
+    with pytest.raises(hostlib.ExpectEOF, match="status 3"):
+        s.expect("never printed", timeout=60)
+    assert time.monotonic() - t0 < 10
+    assert s.wait_exit(1) == 3 and s.output.startswith("bye\n")
     # The terminal is usable (not raw) again for the next program.
     s = host.spawn("read line; echo got=$line")
     s.sendline("hi")
@@ -50,8 +65,10 @@ def test_qemu_kvm_boots_guest(host, series, record_property):
     assert "MINIVMM-GUEST-MODULE-FAILED" not in s.output
     s.expect("guest# ")
     # The arithmetic shows the line was run, not just echoed.
-    s.sendline("echo answer=$((6 * 7)); grep -c virtio /proc/modules")
-    s.expect(r"answer=42\n(\d+)\n")
+    s.sendline("echo answer=$((6 * 7)); grep -o '^virtio_mem ' /proc/modules; "
+               "cat /sys/devices/system/memory/auto_online_blocks")
+    # virtio_mem loaded after /init set hot-added memory to come up movable.
+    s.expect(r"answer=42\nvirtio_mem \nonline_movable\n")
     s.expect("guest# ")
     s.sendline("poweroff -f")
     assert s.wait_exit(60) == 0

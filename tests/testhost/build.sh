@@ -138,7 +138,7 @@ payload=$(cd "$payload" && pwd)
 modules="kvm_amd"
 [ "$mode" = disk ] && modules="$modules virtio_pci virtio_blk"
 base=$out/initrd-base-$mode.img
-inputs_hash=$(mvx_hash "$0" "$here/init" "$here/mvx-run" "$here/mvx-spawn" "$here/mvx-kill" \
+inputs_hash=$(mvx_hash "$0" "$here/init" "$here/mvx-run" "$here/mvx-spawn" "$here/mvx-kill" "$here/mvx-ctl" \
     "$here/../../guest-images/lib.sh")
 base_up_to_date() {  # KPKG KDEB BBDEB: whether the base was built from these
     [ -s "$base" ] && [ -s "$out/vmlinuz" ] && [ -s "$MVX_CACHE/$2" ] && [ -s "$MVX_CACHE/$3" ] &&
@@ -172,7 +172,7 @@ else
     mvx_install_busybox "$stage"
     mvx_install_modules "$kdir" "$stage" $modules
     install -m 0755 "$here/init" "$stage/init"
-    install -m 0755 "$here/mvx-run" "$here/mvx-spawn" "$here/mvx-kill" "$stage/bin/"
+    install -m 0755 "$here/mvx-run" "$here/mvx-spawn" "$here/mvx-kill" "$here/mvx-ctl" "$stage/bin/"
     # gzip or not made no measurable difference to the boot (0.1-0.2 s
     # either way to unpack); gzip keeps the image small.
     mvx_make_cpio "$stage" "$base" gzip
