@@ -1,0 +1,122 @@
+/* The virtio-mem device (virtio 1.2, 5.15): a region of guest physical
+ * memory that the driver plugs and unplugs block by block, asked to reach the
+ * host's requested_size. The request handler decides per the spec; the memory
+ * behind it is a hotplug_mem (or, in unit tests, any backing ops). */
+#ifndef MINIVMM_VIRTIO_MEM_H
+#define MINIVMM_VIRTIO_MEM_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "devices/virtio.h"
+
+#define VIRTIO_ID_MEM 24
+
+#define VIRTIO_MEM_F_ACPI_PXM 0
+#define VIRTIO_MEM_F_UNPLUGGED_INACCESSIBLE 1
+
+#define VIRTIO_MEM_REQ_PLUG 0
+#define VIRTIO_MEM_REQ_UNPLUG 1
+#define VIRTIO_MEM_REQ_UNPLUG_ALL 2
+#define VIRTIO_MEM_REQ_STATE 3
+
+#define VIRTIO_MEM_RESP_ACK 0
+#define VIRTIO_MEM_RESP_NACK 1
+#define VIRTIO_MEM_RESP_BUSY 2
+#define VIRTIO_MEM_RESP_ERROR 3
+
+#define VIRTIO_MEM_STATE_PLUGGED 0
+#define VIRTIO_MEM_STATE_UNPLUGGED 1
+#define VIRTIO_MEM_STATE_MIXED 2
+
+/* Wire formats (little endian). */
+struct virtio_mem_req {
+    uint16_t type;
+    uint16_t padding[3];
+    uint64_t addr;
+    uint16_t nb_blocks;
+    uint16_t padding2[3];
+};
+
+struct virtio_mem_resp {
+    uint16_t type;
+    uint16_t padding[3];
+    uint16_t state;
+};
+
+struct virtio_mem_config {
+    uint64_t block_size;
+    uint16_t node_id;
+    uint8_t padding[6];
+    uint64_t addr;
+    uint64_t region_size;
+    uint64_t usable_region_size;
+    uint64_t plugged_size;
+    uint64_t requested_size;
+};
+
+/* What backs the region: offsets are relative to the region start, ranges
+ * are whole blocks not yet in the target state. plug returns -ENOMEM when
+ * the host cannot provide the memory (answered BUSY), another negative errno
+ * for a host failure (answered ERROR). */
+struct virtio_mem_backing_ops {
+    int (*plug)(void *backing, uint64_t offset, uint64_t len);
+    int (*unplug)(void *backing, uint64_t offset, uint64_t len);
+};
+
+struct virtio_mem_params {
+    const char *id;             /* user's device id, for messages */
+    uint64_t addr;              /* guest physical base */
+    uint64_t region_size;
+    uint64_t block_size;        /* power of two, >= 4 KiB */
+    uint16_t node_id;
+    bool acpi_pxm;              /* offer VIRTIO_MEM_F_ACPI_PXM */
+    uint64_t requested_size;    /* initial */
+};
+
+struct virtio_mem {
+    pthread_mutex_t lock;       /* config and block states */
+    struct virtio_mem_config cfg;
+    char id[32];
+    bool acpi_pxm;
+    uint64_t nb_blocks;         /* region_size / block_size */
+    uint64_t *plugged;          /* bitmap, one bit per block */
+    const struct virtio_mem_backing_ops *backing_ops;
+    void *backing;
+    struct virtio_link link;    /* valid once activated */
+    bool activated;
+    struct {                    /* counters per request type and answer */
+        uint64_t plug, unplug, unplug_all, state;
+        uint64_t ack, nack, busy, error;
+    } stats;
+};
+
+extern const struct virtio_device_ops virtio_mem_ops;
+
+/* Returns 0 or a negative errno with err describing what is wrong. */
+int virtio_mem_init(struct virtio_mem *m, const struct virtio_mem_params *p,
+                    const struct virtio_mem_backing_ops *backing_ops, void *backing,
+                    char *err, size_t errlen);
+
+/* Decides one request: validates per the spec, changes block states through
+ * the backing, fills resp. Thread-safe (takes m->lock). */
+void virtio_mem_handle_request(struct virtio_mem *m, const struct virtio_mem_req *req,
+                               struct virtio_mem_resp *resp);
+
+/* The runtime resize hook: sets requested_size (a multiple of block_size,
+ * <= region_size) and raises a config-change interrupt if the driver is
+ * running. Returns 0 or -EINVAL with err set. Thread-safe. */
+int virtio_mem_set_requested_size(struct virtio_mem *m, uint64_t requested, char *err,
+                                  size_t errlen);
+
+/* A snapshot of the config space (for the API and tests). */
+void virtio_mem_get_config(struct virtio_mem *m, struct virtio_mem_config *out);
+
+/* System reset (the guest rebooted): unplug everything, plugged_size 0. */
+int virtio_mem_system_reset(struct virtio_mem *m);
+
+void virtio_mem_destroy(struct virtio_mem *m);
+
+#endif
