@@ -6,7 +6,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "vmm/hotplug_layout.h"
 #include "vmm/size_parse.h"
+#include "vmm/virtio_mem_opts.h"
 
 static const char usage_text[] =
     "usage: minivmm --kernel PATH [options]\n"
@@ -19,6 +21,13 @@ static const char usage_text[] =
     "  --mem SIZE        boot RAM, with K/M/G/T suffix (default 512M, 32M..1T,\n"
     "                    a multiple of 1M)\n"
     "  --cpus N          number of vCPUs (default 1, at most 255)\n"
+    "  --virtio-mem ID:SIZE[,node=N][,block=SIZE][,requested=SIZE][,prealloc=on|off]\n"
+    "                    a virtio-mem device owning SIZE of hotpluggable memory\n"
+    "                    above boot RAM (repeatable, up to 8). An ID 'nodeN' puts\n"
+    "                    it on NUMA node N. block: plug granularity (default 2M);\n"
+    "                    requested: what the guest plugs at boot (default 0);\n"
+    "                    prealloc=on: back blocks when plugged (BUSY if the host\n"
+    "                    cannot)\n"
     "  --verbose         log device and exit details to stderr\n"
     "  --help            show this help\n"
     "  --version         show the version\n"
@@ -80,6 +89,7 @@ enum cli_result cli_parse(int argc, char *const argv[], struct vm_config *cfg,
 {
     struct option_seen seen[] = {
         {"--kernel", 0}, {"--initrd", 0}, {"--cmdline", 0}, {"--mem", 0}, {"--cpus", 0},
+        {"--virtio-mem", 0},
     };
     const char *mem_text = NULL, *cpus_text = NULL;
 
@@ -111,7 +121,8 @@ enum cli_result cli_parse(int argc, char *const argv[], struct vm_config *cfg,
         }
         if (!opt)
             return fail(err, err_len, "unknown option '%.*s' (see --help)", (int)name_len, arg);
-        if (++opt->count > 1)
+        bool repeatable = !strcmp(opt->name, "--virtio-mem");
+        if (++opt->count > 1 && !repeatable)
             return fail(err, err_len, "%s: given more than once", opt->name);
 
         const char *value;
@@ -133,6 +144,20 @@ enum cli_result cli_parse(int argc, char *const argv[], struct vm_config *cfg,
             mem_text = value;
         else if (!strcmp(opt->name, "--cpus"))
             cpus_text = value;
+        else if (!strcmp(opt->name, "--virtio-mem")) {
+            if (cfg->n_virtio_mem == CONFIG_MAX_VIRTIO_MEM)
+                return fail(err, err_len, "--virtio-mem: at most %d devices are supported",
+                            CONFIG_MAX_VIRTIO_MEM);
+            char why[200];
+            struct virtio_mem_opts *o = &cfg->virtio_mem[cfg->n_virtio_mem];
+            if (virtio_mem_opts_parse(value, o, why, sizeof(why)) != 0)
+                return fail(err, err_len, "--virtio-mem %s", why);
+            for (unsigned k = 0; k < cfg->n_virtio_mem; k++) {
+                if (!strcmp(cfg->virtio_mem[k].id, o->id))
+                    return fail(err, err_len, "--virtio-mem %s: the ID is used twice", o->id);
+            }
+            cfg->n_virtio_mem++;
+        }
     }
 
     if (!cfg->kernel_path)
@@ -168,6 +193,13 @@ enum cli_result cli_parse(int argc, char *const argv[], struct vm_config *cfg,
                         CONFIG_MAX_CPUS);
         if (cfg->ncpus == 0)
             return fail(err, err_len, "--cpus 0: at least one vCPU is needed");
+    }
+
+    if (cfg->n_virtio_mem) {
+        struct hotplug_placement place[CONFIG_MAX_VIRTIO_MEM];
+        char why[200];
+        if (hotplug_layout(cfg, place, why, sizeof(why)) != 0)
+            return fail(err, err_len, "--virtio-mem %s", why);
     }
     return CLI_RUN;
 }

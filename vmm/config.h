@@ -11,6 +11,23 @@
 #define CONFIG_MAX_CPUS     255    /* xAPIC ids in the MADT; x2APIC would lift it */
 #define CONFIG_MAX_CMDLINE  4096
 
+#define CONFIG_MAX_VIRTIO_MEM 8
+#define CONFIG_MAX_NUMA_NODES 64
+#define CONFIG_VIRTIO_MEM_ID_MAX 31
+#define CONFIG_VIRTIO_MEM_DEFAULT_BLOCK (2ULL << 20)
+/* Linux's x86 memory block: a region smaller or unaligned wastes the rest. */
+#define CONFIG_VIRTIO_MEM_SIZE_ALIGN (128ULL << 20)
+
+/* One --virtio-mem device. */
+struct virtio_mem_opts {
+    char id[CONFIG_VIRTIO_MEM_ID_MAX + 1];
+    uint64_t size;                 /* region size */
+    uint64_t block_size;
+    uint64_t requested;            /* plugged at boot by the guest */
+    unsigned node;
+    bool prealloc;
+};
+
 struct vm_config {
     const char *kernel_path;
     const char *initrd_path;       /* NULL: no initrd */
@@ -18,6 +35,8 @@ struct vm_config {
     uint64_t mem_size;
     unsigned ncpus;
     bool verbose;
+    struct virtio_mem_opts virtio_mem[CONFIG_MAX_VIRTIO_MEM];
+    unsigned n_virtio_mem;
 };
 
 #endif

@@ -1,6 +1,7 @@
 /* x86_64 implementation of vmm/arch.h. */
 #include "vmm/arch.h"
 
+#include <cpuid.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
@@ -61,9 +62,18 @@ void arch_hotplug_window(uint64_t mem_size, uint64_t *start, uint64_t *end)
     uint64_t ram_end = mem_size <= X86_MMIO32_START ? X86_4GIB
                                                     : X86_4GIB + (mem_size - X86_MMIO32_START);
     *start = ram_end;
-    /* 46 bits: below every current CPU's guest-physical width with NPT/EPT
-     * (the guest is told the real width through CPUID 0x80000008). */
-    *end = 1ULL << 46;
+    /* The guest sees the host's physical address width (CPUID 0x80000008
+     * passes through) and KVM maps no more; 46 bits caps it where paging
+     * modes and older CPUs agree. */
+    unsigned eax, ebx, ecx, edx, bits = 36;
+    if (__get_cpuid(0x80000000, &eax, &ebx, &ecx, &edx) && eax >= 0x80000008 &&
+        __get_cpuid(0x80000008, &eax, &ebx, &ecx, &edx))
+        bits = eax & 0xff;
+    if (bits > 46)
+        bits = 46;
+    if (bits < 36)
+        bits = 36;
+    *end = 1ULL << bits;
 }
 
 void arch_device_irq_range(uint32_t *first, uint32_t *last)

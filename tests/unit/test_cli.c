@@ -170,3 +170,71 @@ TEST(binary_exit_status_and_message)
     CHECK_EQ(run_binary(version, out, sizeof(out)), 0);
     CHECK_STR_CONTAINS(out, "minivmm " MINIVMM_VERSION);
 }
+
+TEST(virtio_mem_devices)
+{
+    struct vm_config cfg;
+    char err[512];
+    CHECK_EQ(parse(&cfg, err, sizeof(err), "--kernel", existing_file(), "--mem", "1G",
+                   "--virtio-mem", "node0:64G,requested=4G", "--virtio-mem=node1:2G",
+                   "--virtio-mem", "big:1T,node=1,block=1G,prealloc=on", NULL),
+             CLI_RUN);
+    CHECK_EQ(cfg.n_virtio_mem, 3);
+    CHECK(!strcmp(cfg.virtio_mem[0].id, "node0"));
+    CHECK_EQ(cfg.virtio_mem[0].size, 64ULL << 30);
+    CHECK_EQ(cfg.virtio_mem[0].requested, 4ULL << 30);
+    CHECK_EQ(cfg.virtio_mem[0].block_size, 2ULL << 20);
+    CHECK_EQ(cfg.virtio_mem[0].node, 0);
+    CHECK(!cfg.virtio_mem[0].prealloc);
+    CHECK_EQ(cfg.virtio_mem[1].node, 1);      /* implied by the ID */
+    CHECK_EQ(cfg.virtio_mem[1].requested, 0);
+    CHECK_EQ(cfg.virtio_mem[2].node, 1);
+    CHECK_EQ(cfg.virtio_mem[2].block_size, 1ULL << 30);
+    CHECK(cfg.virtio_mem[2].prealloc);
+}
+
+TEST(virtio_mem_bad_values_name_the_option)
+{
+    const char *k = existing_file();
+    EXPECT_ERROR("--virtio-mem 'node0': expected ID:SIZE", "--kernel", k, "--virtio-mem", "node0");
+    EXPECT_ERROR("--virtio-mem ':4G': empty device ID", "--kernel", k, "--virtio-mem", ":4G");
+    EXPECT_ERROR("--virtio-mem 'a b': a device ID may use", "--kernel", k, "--virtio-mem",
+                 "a b:4G");
+    EXPECT_ERROR("device ID longer than 31", "--kernel", k, "--virtio-mem",
+                 "abcdefghijabcdefghijabcdefghijab:4G");
+    EXPECT_ERROR("--virtio-mem m: size 'lots'", "--kernel", k, "--virtio-mem", "m:lots");
+    EXPECT_ERROR("--virtio-mem m: size 0: must be a non-zero multiple of 128M", "--kernel", k,
+                 "--virtio-mem", "m:0");
+    EXPECT_ERROR("--virtio-mem m: size 100M: must be a non-zero multiple of 128M", "--kernel", k,
+                 "--virtio-mem", "m:100M");
+    EXPECT_ERROR("--virtio-mem m: block=3M: must be a power of two", "--kernel", k,
+                 "--virtio-mem", "m:4G,block=3M");
+    EXPECT_ERROR("--virtio-mem m: block=2K: must be a power of two of at least 4K", "--kernel", k,
+                 "--virtio-mem", "m:4G,block=2K");
+    EXPECT_ERROR("--virtio-mem m: size 1536M: must be a non-zero multiple of 1G", "--kernel", k,
+                 "--virtio-mem", "m:1536M,block=1G");
+    EXPECT_ERROR("--virtio-mem m: requested=3M: must be a multiple of the block size 2M",
+                 "--kernel", k, "--virtio-mem", "m:4G,requested=3M");
+    EXPECT_ERROR("--virtio-mem m: requested=8G: larger than the region (4G)", "--kernel", k,
+                 "--virtio-mem", "m:4G,requested=8G");
+    EXPECT_ERROR("--virtio-mem m: prealloc=yes: expected on or off", "--kernel", k,
+                 "--virtio-mem", "m:4G,prealloc=yes");
+    EXPECT_ERROR("--virtio-mem m: unknown key 'size'", "--kernel", k, "--virtio-mem",
+                 "m:4G,size=2G");
+    EXPECT_ERROR("--virtio-mem m: 'requested': expected key=value", "--kernel", k,
+                 "--virtio-mem", "m:4G,requested");
+    EXPECT_ERROR("--virtio-mem m: node=64: NUMA nodes are 0..63", "--kernel", k,
+                 "--virtio-mem", "m:4G,node=64");
+    EXPECT_ERROR("--virtio-mem m: node=x: not a whole number", "--kernel", k, "--virtio-mem",
+                 "m:4G,node=x");
+    EXPECT_ERROR("--virtio-mem node1: node=2 contradicts the ID", "--kernel", k, "--virtio-mem",
+                 "node1:4G,node=2");
+    EXPECT_ERROR("--virtio-mem m: the ID is used twice", "--kernel", k, "--virtio-mem", "m:4G",
+                 "--virtio-mem", "m:8G");
+    EXPECT_ERROR("--virtio-mem m: size 64T does not fit the guest-physical address space",
+                 "--kernel", k, "--virtio-mem", "m:64T");
+    EXPECT_ERROR("--virtio-mem: at most 8 devices", "--kernel", k, "--virtio-mem", "a:1G",
+                 "--virtio-mem", "b:1G", "--virtio-mem", "c:1G", "--virtio-mem", "d:1G",
+                 "--virtio-mem", "e:1G", "--virtio-mem", "f:1G", "--virtio-mem", "g:1G",
+                 "--virtio-mem", "h:1G", "--virtio-mem", "i:1G");
+}

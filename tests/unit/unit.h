@@ -32,7 +32,7 @@ void unit_skip(const char *why);
         unsigned long long va_ = (unsigned long long)(a);                 \
         unsigned long long vb_ = (unsigned long long)(b);                 \
         if (va_ != vb_) {                                                 \
-            char msg_[256];                                               \
+            char msg_[1024];                                               \
             snprintf(msg_, sizeof(msg_), "%s == %s (0x%llx != 0x%llx)",   \
                      #a, #b, va_, vb_);                                   \
             unit_fail(__FILE__, __LINE__, msg_);                          \
