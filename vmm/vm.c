@@ -17,6 +17,7 @@
 
 #include "vmm/arch.h"
 #include "vmm/log.h"
+#include "vmm/vm_devices.h"
 
 /* vCPU threads are kicked out of KVM_RUN with this signal; its handler does
  * nothing, the interrupted ioctl returning EINTR is the point. */
@@ -151,6 +152,9 @@ int vm_create(struct vm *vm, const struct vm_config *cfg, bool *usage_error)
         *usage_error = rc == -ENOEXEC;
         return rc;
     }
+    rc = vm_devices_create(vm);
+    if (rc < 0)
+        return rc;
     rc = arch_describe_devices(vm);
     if (rc < 0)
         return rc;
@@ -196,6 +200,11 @@ int vm_start(struct vm *vm)
     if (sigaction(VCPU_KICK_SIGNAL, &sa, NULL) < 0) {
         log_error("sigaction SIGUSR1: %s", strerror(errno));
         return -errno;
+    }
+    int drc = vm_devices_start(vm);
+    if (drc) {
+        vm_request_stop(vm, VM_STOP_ERROR, "could not start the device threads");
+        return drc;
     }
     for (unsigned i = 0; i < vm->ncpus; i++) {
         int rc = pthread_create(&vm->vcpus[i].thread, NULL, vcpu_thread, &vm->vcpus[i]);
@@ -324,6 +333,8 @@ int vm_wait(struct vm *vm)
 
 void vm_destroy(struct vm *vm)
 {
+    /* Device threads stop before the memory and irqchip they use go away. */
+    vm_devices_destroy(vm);
     arch_vm_destroy(vm);
     for (unsigned i = 0; i < vm->ncpus; i++) {
         struct vcpu *v = &vm->vcpus[i];

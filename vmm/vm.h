@@ -31,15 +31,20 @@ struct vcpu {
     uint64_t exits;
 };
 
-/* A device as the guest must be told about it (ACPI / device tree). */
-enum vm_device_kind { VM_DEVICE_VIRTIO_MMIO };
+/* What the guest must be told about (ACPI / device tree): a device's
+ * register window and interrupt, or a hotpluggable memory region (which must
+ * stay out of the boot memory map but belongs to a NUMA node). */
+enum vm_device_kind { VM_DEVICE_VIRTIO_MMIO, VM_DEVICE_HOTPLUG_MEMORY };
 struct vm_device_info {
     enum vm_device_kind kind;
-    uint64_t mmio_base;
+    uint64_t mmio_base;         /* VIRTIO_MMIO: registers; HOTPLUG_MEMORY: region */
     uint64_t mmio_size;
-    uint32_t irq;
+    uint32_t irq;               /* VIRTIO_MMIO only */
+    uint32_t node;              /* HOTPLUG_MEMORY only */
 };
 #define VM_MAX_DEVICES 32
+
+struct vm_virtio_mem;
 
 struct vm {
     const struct vm_config *cfg;
@@ -53,6 +58,8 @@ struct vm {
     unsigned ncpus;
     struct vm_device_info devices[VM_MAX_DEVICES];
     unsigned n_devices;
+    struct vm_virtio_mem *virtio_mem;   /* cfg->n_virtio_mem of them (vm_devices.c) */
+    unsigned n_virtio_mem;
     void *arch;                 /* owned by arch/<arch>/ */
     struct serial_16550 *console_uart;  /* set by the arch; fed by the console */
 

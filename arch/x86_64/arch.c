@@ -328,21 +328,37 @@ out:
 
 int arch_describe_devices(struct vm *vm)
 {
+    struct x86_vm *x = vm->arch;
     struct acpi_mmio_device mmio[VM_MAX_DEVICES];
-    size_t n_mmio = 0;
+    struct acpi_mem_affinity mem[ARCH_MAX_RAM_RANGES + VM_MAX_DEVICES];
+    size_t n_mmio = 0, n_hotplug = 0, n_mem = 0;
 
+    /* With hotpluggable memory the guest needs an SRAT to put it on its node
+     * (and to know the node exists at all); an SRAT must then also cover
+     * every byte of boot RAM, which lives on node 0 with the CPUs. */
+    for (unsigned i = 0; i < x->n_ram; i++)
+        mem[n_mem++] = (struct acpi_mem_affinity){
+            .base = x->ram[i].gpa, .size = x->ram[i].size, .node = 0};
     for (unsigned i = 0; i < vm->n_devices; i++) {
         const struct vm_device_info *d = &vm->devices[i];
-        if (d->kind != VM_DEVICE_VIRTIO_MMIO)
-            continue;
-        mmio[n_mmio] = (struct acpi_mmio_device){
-            .base = d->mmio_base, .size = d->mmio_size, .gsi = d->irq, .uid = (uint32_t)n_mmio};
-        n_mmio++;
+        if (d->kind == VM_DEVICE_VIRTIO_MMIO) {
+            mmio[n_mmio] = (struct acpi_mmio_device){
+                .base = d->mmio_base, .size = d->mmio_size, .gsi = d->irq,
+                .uid = (uint32_t)n_mmio};
+            n_mmio++;
+        } else if (d->kind == VM_DEVICE_HOTPLUG_MEMORY) {
+            mem[n_mem++] = (struct acpi_mem_affinity){
+                .base = d->mmio_base, .size = d->mmio_size, .node = d->node,
+                .hotpluggable = true};
+            n_hotplug++;
+        }
     }
     struct acpi_config cfg = {
         .ncpus = vm->cfg->ncpus,
         .mmio = mmio,
         .n_mmio = n_mmio,
+        .mem = n_hotplug ? mem : NULL,
+        .n_mem = n_hotplug ? n_mem : 0,
     };
     uint8_t *dst = guest_mem_ptr(&vm->mem, X86_ACPI_TABLES_ADDR, X86_ACPI_TABLES_SIZE);
     if (!dst)

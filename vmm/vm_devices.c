@@ -1,0 +1,210 @@
+#include "vmm/vm_devices.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+
+#include "vmm/arch.h"
+#include "vmm/hotplug_layout.h"
+#include "vmm/log.h"
+#include "vmm/size_parse.h"
+
+static int backing_plug(void *backing, uint64_t offset, uint64_t len)
+{
+    return hotplug_mem_plug(backing, offset, len);
+}
+
+static int backing_unplug(void *backing, uint64_t offset, uint64_t len)
+{
+    return hotplug_mem_unplug(backing, offset, len);
+}
+
+static const struct virtio_mem_backing_ops hotplug_backing = {
+    .plug = backing_plug,
+    .unplug = backing_unplug,
+};
+
+/* A guest access to a hotplug region where no memslot is registered (its
+ * blocks are unplugged) exits to us as MMIO: a misbehaving guest, logged, and
+ * reads see all-ones as for any hole. */
+static void unplugged_log(struct vm_virtio_mem *v, const char *what, uint64_t offset)
+{
+    log_warn_ratelimited(&v->unplugged_rl, "%s: guest %s unplugged memory at 0x%llx; ignored", v->dev.id,
+                         what, (unsigned long long)(v->mem.gpa + offset));
+}
+
+static void unplugged_read(void *opaque, uint64_t offset, uint8_t *data, unsigned len)
+{
+    memset(data, 0xff, len);
+    unplugged_log(opaque, "read from", offset);
+}
+
+static void unplugged_write(void *opaque, uint64_t offset, const uint8_t *data, unsigned len)
+{
+    (void)data;
+    (void)len;
+    unplugged_log(opaque, "wrote to", offset);
+}
+
+static const struct io_handler unplugged_io = {
+    .read = unplugged_read,
+    .write = unplugged_write,
+};
+
+static int check_memslot_budget(struct vm *vm, uint32_t slots_end)
+{
+    int nr = ioctl(vm->vm_fd, KVM_CHECK_EXTENSION, KVM_CAP_NR_MEMSLOTS);
+    if (nr <= 0) {
+        log_error("KVM_CHECK_EXTENSION KVM_CAP_NR_MEMSLOTS: not reported");
+        return -ENOTSUP;
+    }
+    if (slots_end > (uint32_t)nr) {
+        log_error("--virtio-mem: the regions need memslot ids up to %u, this KVM offers %d; "
+                  "use fewer or smaller regions, or a larger block",
+                  slots_end - 1, nr);
+        return -ENOSPC;
+    }
+    return 0;
+}
+
+int vm_devices_create(struct vm *vm)
+{
+    const struct vm_config *cfg = vm->cfg;
+    if (!cfg->n_virtio_mem)
+        return 0;
+
+    struct hotplug_placement place[CONFIG_MAX_VIRTIO_MEM];
+    char err[256];
+    if (hotplug_layout(cfg, place, err, sizeof(err)) != 0) {
+        log_error("--virtio-mem %s", err);
+        return -ENOSPC;
+    }
+    int rc = check_memslot_budget(vm, hotplug_layout_slots_end(place, cfg->n_virtio_mem));
+    if (rc)
+        return rc;
+
+    vm->virtio_mem = calloc(cfg->n_virtio_mem, sizeof(*vm->virtio_mem));
+    if (!vm->virtio_mem)
+        return -ENOMEM;
+
+    uint32_t first_gsi, last_gsi;
+    arch_device_irq_range(&first_gsi, &last_gsi);
+    for (unsigned i = 0; i < cfg->n_virtio_mem; i++) {
+        const struct virtio_mem_opts *o = &cfg->virtio_mem[i];
+        struct vm_virtio_mem *v = &vm->virtio_mem[i];
+        vm->n_virtio_mem++;
+        unsigned index = vm->n_devices;
+        if (index + 2 > VM_MAX_DEVICES || first_gsi + index > last_gsi) {
+            log_error("--virtio-mem %s: no interrupt line or device slot left", o->id);
+            return -ENOSPC;
+        }
+        uint32_t gsi = first_gsi + index;
+        uint64_t base = arch_device_mmio_base(index);
+
+        rc = hotplug_mem_init(&v->mem, vm->vm_fd, o->id, place[i].gpa, place[i].size,
+                              place[i].slot_size, place[i].first_slot, o->prealloc);
+        if (rc)
+            return rc;
+        v->mem_ready = true;
+
+        struct virtio_mem_params params = {
+            .id = o->id,
+            .addr = place[i].gpa,
+            .region_size = place[i].size,
+            .block_size = o->block_size,
+            .node_id = (uint16_t)o->node,
+            .acpi_pxm = true,
+            .requested_size = o->requested,
+        };
+        rc = virtio_mem_init(&v->dev, &params, &hotplug_backing, &v->mem, err, sizeof(err));
+        if (rc) {
+            log_error("--virtio-mem %s: %s", o->id, err);
+            return rc;
+        }
+        v->dev_ready = true;
+
+        char name[32];
+        snprintf(name, sizeof(name), "virtio-mem %s", o->id);
+        rc = virtio_mmio_init(&v->transport, &virtio_mem_ops, &v->dev, &vm->mem, vm->vm_fd, base,
+                              gsi, name);
+        if (rc)
+            return rc;
+        v->transport_ready = true;
+
+        rc = io_bus_register(&vm->mmio, base, VIRTIO_MMIO_SIZE, &virtio_mmio_io, &v->transport,
+                             v->transport.name);
+        if (rc == 0)
+            rc = io_bus_register(&vm->mmio, place[i].gpa, place[i].size, &unplugged_io, v,
+                                 v->dev.id);
+        if (rc) {
+            log_error("--virtio-mem %s: cannot register its MMIO ranges: %s", o->id,
+                      strerror(-rc));
+            return rc;
+        }
+
+        vm->devices[vm->n_devices++] = (struct vm_device_info){
+            .kind = VM_DEVICE_VIRTIO_MMIO, .mmio_base = base, .mmio_size = VIRTIO_MMIO_SIZE,
+            .irq = gsi};
+        vm->devices[vm->n_devices++] = (struct vm_device_info){
+            .kind = VM_DEVICE_HOTPLUG_MEMORY, .mmio_base = place[i].gpa,
+            .mmio_size = place[i].size, .node = o->node};
+
+        char a[32], b[32], c[32];
+        log_info("%s: %s at 0x%llx (node %u, block %s, memslots of %s), registers at 0x%llx "
+                 "GSI %u, requested %s",
+                 o->id, size_format(place[i].size, a, sizeof(a)),
+                 (unsigned long long)place[i].gpa, o->node,
+                 size_format(o->block_size, b, sizeof(b)),
+                 size_format(place[i].slot_size, c, sizeof(c)), (unsigned long long)base, gsi,
+                 size_format(o->requested, a, sizeof(a)));
+    }
+    return 0;
+}
+
+int vm_devices_start(struct vm *vm)
+{
+    for (unsigned i = 0; i < vm->n_virtio_mem; i++) {
+        int rc = virtio_mmio_start(&vm->virtio_mem[i].transport);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+struct vm_virtio_mem *vm_find_virtio_mem(struct vm *vm, const char *id)
+{
+    for (unsigned i = 0; i < vm->n_virtio_mem; i++) {
+        if (vm->virtio_mem[i].dev_ready && !strcmp(vm->virtio_mem[i].dev.id, id))
+            return &vm->virtio_mem[i];
+    }
+    return NULL;
+}
+
+int vm_virtio_mem_resize(struct vm *vm, const char *id, uint64_t requested, char *err,
+                         size_t errlen)
+{
+    struct vm_virtio_mem *v = vm_find_virtio_mem(vm, id);
+    if (!v) {
+        snprintf(err, errlen, "no virtio-mem device '%s'", id);
+        return -ENOENT;
+    }
+    return virtio_mem_set_requested_size(&v->dev, requested, err, errlen);
+}
+
+void vm_devices_destroy(struct vm *vm)
+{
+    for (unsigned i = 0; i < vm->n_virtio_mem; i++) {
+        struct vm_virtio_mem *v = &vm->virtio_mem[i];
+        if (v->transport_ready)
+            virtio_mmio_destroy(&v->transport);
+        if (v->dev_ready)
+            virtio_mem_destroy(&v->dev);
+        if (v->mem_ready)
+            hotplug_mem_destroy(&v->mem);
+    }
+    free(vm->virtio_mem);
+    vm->virtio_mem = NULL;
+    vm->n_virtio_mem = 0;
+}
