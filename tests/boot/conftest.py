@@ -95,3 +95,11 @@ def _end_sessions(request):
 def pytest_terminal_summary(terminalreporter):
     for d in _log_dirs:
         terminalreporter.write_line(f"host transcripts: {d}")
+
+
+@pytest.fixture
+def minivmm(host):
+    """Path of the minivmm binary on the host."""
+    if not host.has("minivmm"):
+        pytest.fail("minivmm is not built (set MINIVMM_BINARY or build build/minivmm)")
+    return host.path("minivmm")

@@ -12,13 +12,6 @@ READY = r"MINIVMM-GUEST-READY cpus=(\d+) memtotal_kb=(\d+) kernel=(\S+)\r?\n"
 PROMPT = "guest# "
 
 
-@pytest.fixture
-def minivmm(host):
-    if not host.has("minivmm"):
-        pytest.fail("minivmm is not built (set MINIVMM_BINARY or build build/minivmm)")
-    return host.path("minivmm")
-
-
 def minivmm_cmd(host, minivmm, series, *, cpus, mem, cmdline="console=ttyS0 quiet", extra=()):
     argv = [minivmm, "--kernel", host.guest_kernel(series), "--initrd", host.guest_initrd(series),
             "--cpus", str(cpus), "--mem", mem, "--cmdline", cmdline, *extra]
