@@ -95,8 +95,10 @@ int vm_devices_create(struct vm *vm)
         const struct virtio_mem_opts *o = &cfg->virtio_mem[i];
         struct vm_virtio_mem *v = &vm->virtio_mem[i];
         vm->n_virtio_mem++;
-        unsigned index = vm->n_devices;
-        if (index + 2 > VM_MAX_DEVICES || first_gsi + index > last_gsi) {
+        unsigned index = 0;     /* this transport's number among virtio-mmio devices */
+        for (unsigned k = 0; k < vm->n_devices; k++)
+            index += vm->devices[k].kind == VM_DEVICE_VIRTIO_MMIO;
+        if (vm->n_devices + 2 > VM_MAX_DEVICES || first_gsi + index > last_gsi) {
             log_error("--virtio-mem %s: no interrupt line or device slot left", o->id);
             return -ENOSPC;
         }
