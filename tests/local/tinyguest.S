@@ -54,6 +54,8 @@ _start:
         je      unmapped_mmio
         cmp     $'s', %al
         je      spin
+        cmp     $'h', %al
+        je      unplugged_hotplug
 fail:
         lea     msg_fail(%rip), %rsi
         call    puts
@@ -96,6 +98,31 @@ unmapped_mmio:
         call    puts
         jmp     acpi_poweroff
 
+unplugged_hotplug:                              /* touch 4 GiB: a virtio-mem region, nothing plugged */
+        mov     %cr3, %rax                      /* the loader's page tables map only 4 GiB: */
+        and     $~0xfff, %rax
+        mov     (%rax), %rax                    /* PML4[0] -> PDPT */
+        and     $~0xfff, %rax
+        mov     $0x300000, %rdi                 /* a page directory in free RAM */
+        mov     $0x100000083, %rcx              /* 2 MiB page at 4 GiB: P|W|PS */
+        mov     %rcx, (%rdi)
+        movq    $0, 8(%rdi)
+        or      $3, %rdi
+        mov     %rdi, 32(%rax)                  /* PDPT[4] -> it */
+        mov     %cr3, %rax
+        mov     %rax, %cr3
+        movabs  $0x100000000, %rsi
+        mov     (%rsi), %eax
+        movl    $0x12345678, (%rsi)
+        cmp     $0xffffffff, %eax
+        jne     fail
+        mov     (%rsi), %eax                    /* the write went nowhere */
+        cmp     $0xffffffff, %eax
+        jne     fail
+        lea     msg_hotplug(%rip), %rsi
+        call    puts
+        jmp     acpi_poweroff
+
 putc:
         push    %rdx
         mov     $0x3f8, %dx
@@ -123,4 +150,5 @@ msg_cmdline:    .asciz "cmdline="
 msg_initrd:     .asciz " initrd="
 msg_e820:       .asciz " e820="
 msg_mmio:       .asciz "MMIO-UNMAPPED-OK\n"
+msg_hotplug:    .asciz "HOTPLUG-UNPLUGGED-OK\n"
 msg_fail:       .asciz "TINY-GUEST-FAIL\n"
