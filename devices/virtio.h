@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "devices/virtqueue.h"
+#include "vmm/guest_mem.h"
 
 /* Device status bits (virtio 1.2, 2.1). */
 #define VIRTIO_STATUS_ACKNOWLEDGE 0x01u
@@ -30,6 +31,8 @@
  * transport fills this in before calling the device's activate(). */
 struct virtio_link {
     void *transport;
+    /* Guest RAM, for virtq_pop() in queue_notify. */
+    const struct guest_mem *mem;
     /* Config space changed: bump the generation, interrupt the driver
      * (only once DRIVER_OK). Safe from any thread, without locks held. */
     void (*config_changed)(void *transport);
@@ -39,6 +42,11 @@ struct virtio_device_ops {
     const char *name;               /* "virtio-mem", for messages */
     uint32_t device_id;             /* virtio device type (24 for memory) */
     uint64_t features;              /* device-specific feature bits offered */
+    /* Per-instance offer, when instances of one type differ (virtio-mem
+     * offers ACPI_PXM only with a NUMA node): if set, the transport offers
+     * get_features(dev) instead of `features`. The table is shared by every
+     * instance, so it cannot carry per-instance bits itself. */
+    uint64_t (*get_features)(void *dev);
     unsigned num_queues;            /* <= VIRTIO_MAX_QUEUES */
     uint16_t queue_max_size;        /* power of two */
     uint32_t config_size;           /* bytes of device config space */

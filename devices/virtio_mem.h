@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "devices/virtio.h"
+#include "vmm/log.h"
 
 #define VIRTIO_ID_MEM 24
 
@@ -87,6 +88,7 @@ struct virtio_mem {
     void *backing;
     struct virtio_link link;    /* valid once activated */
     bool activated;
+    struct log_ratelimit bad_chain_rl;  /* malformed chains, guest-triggered */
     struct {                    /* counters per request type and answer */
         uint64_t plug, unplug, unplug_all, state;
         uint64_t ack, nack, busy, error;
@@ -94,6 +96,9 @@ struct virtio_mem {
 };
 
 extern const struct virtio_device_ops virtio_mem_ops;
+
+/* Backing ops for a struct hotplug_mem (vmm/hotplug_mem.h) as `backing`. */
+extern const struct virtio_mem_backing_ops virtio_mem_hotplug_backing;
 
 /* Returns 0 or a negative errno with err describing what is wrong. */
 int virtio_mem_init(struct virtio_mem *m, const struct virtio_mem_params *p,

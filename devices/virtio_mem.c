@@ -1,0 +1,286 @@
+/* The virtio-mem request handler and config space (virtio 1.2, 5.15): decode
+ * a request, check its range against the usable region, check block states,
+ * then change the memory through the backing and answer. The virtqueue glue
+ * lives in virtio_mem_device.c, so this file links without a virtqueue. */
+#include "devices/virtio_mem.h"
+
+#include <endian.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "vmm/bitmap.h"
+#include "vmm/hotplug_mem.h"
+
+_Static_assert(sizeof(struct virtio_mem_req) == 24, "virtio-mem request is 24 bytes");
+_Static_assert(sizeof(struct virtio_mem_resp) == 10, "virtio-mem response is 10 bytes");
+_Static_assert(sizeof(struct virtio_mem_config) == 0x38, "virtio-mem config is 56 bytes");
+
+#define MIN_BLOCK_SIZE 4096ULL
+
+__attribute__((format(printf, 4, 5))) static int fail(char *err, size_t errlen,
+                                                       const char *id, const char *fmt, ...)
+{
+    char what[200];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof(what), fmt, ap);
+    va_end(ap);
+    snprintf(err, errlen, "virtio-mem %s: %s", id, what);
+    return -EINVAL;
+}
+
+int virtio_mem_init(struct virtio_mem *m, const struct virtio_mem_params *p,
+                    const struct virtio_mem_backing_ops *backing_ops, void *backing,
+                    char *err, size_t errlen)
+{
+    memset(m, 0, sizeof(*m));
+    const char *id = p->id ? p->id : "?";
+    snprintf(m->id, sizeof(m->id), "%s", id);
+    uint64_t bs = p->block_size;
+
+    if (bs < MIN_BLOCK_SIZE || (bs & (bs - 1)))
+        return fail(err, errlen, id, "block size 0x%llx is not a power of two >= 4 KiB",
+                    (unsigned long long)bs);
+    if (p->region_size == 0 || p->region_size % bs)
+        return fail(err, errlen, id,
+                    "region size 0x%llx is not a non-zero multiple of the block size 0x%llx",
+                    (unsigned long long)p->region_size, (unsigned long long)bs);
+    if (p->addr % bs)
+        return fail(err, errlen, id,
+                    "address 0x%llx is not a multiple of the block size 0x%llx",
+                    (unsigned long long)p->addr, (unsigned long long)bs);
+    if (p->addr + p->region_size < p->addr)
+        return fail(err, errlen, id,
+                    "region at 0x%llx of 0x%llx bytes wraps past the end of the address space",
+                    (unsigned long long)p->addr, (unsigned long long)p->region_size);
+    if (p->requested_size > p->region_size)
+        return fail(err, errlen, id, "requested size 0x%llx exceeds the region size 0x%llx",
+                    (unsigned long long)p->requested_size,
+                    (unsigned long long)p->region_size);
+    if (p->requested_size % bs)
+        return fail(err, errlen, id,
+                    "requested size 0x%llx is not a multiple of the block size 0x%llx",
+                    (unsigned long long)p->requested_size, (unsigned long long)bs);
+    if (!backing_ops || !backing_ops->plug || !backing_ops->unplug)
+        return fail(err, errlen, id, "no backing memory");
+
+    m->nb_blocks = p->region_size / bs;
+    m->plugged = calloc(bitmap_words(m->nb_blocks), sizeof(uint64_t));
+    if (!m->plugged) {
+        snprintf(err, errlen, "virtio-mem %s: cannot allocate the state of %llu blocks", id,
+                 (unsigned long long)m->nb_blocks);
+        return -ENOMEM;
+    }
+    pthread_mutex_init(&m->lock, NULL);
+    m->acpi_pxm = p->acpi_pxm;
+    m->backing_ops = backing_ops;
+    m->backing = backing;
+    m->cfg.block_size = bs;
+    m->cfg.node_id = p->node_id;
+    m->cfg.addr = p->addr;
+    m->cfg.region_size = p->region_size;
+    /* Policy: the whole region is usable from the start and stays so. The
+     * host limits the guest through requested_size (and NACKs plugs beyond
+     * it), so a smaller usable window would add no protection; the guest
+     * builds memmap only for memory it plugs, so a large usable region costs
+     * it nothing. With usable_region_size fixed, requested_size is the only
+     * config field that ever changes at runtime. */
+    m->cfg.usable_region_size = p->region_size;
+    m->cfg.requested_size = p->requested_size;
+    return 0;
+}
+
+/* A request's blocks as bitmap indices, if the range is valid: block
+ * aligned, non-empty, and entirely inside the usable region. addr and
+ * nb_blocks come from the guest. */
+static bool decode_range(const struct virtio_mem *m, uint64_t addr, uint16_t nb_blocks,
+                         uint64_t *first, uint64_t *size)
+{
+    const struct virtio_mem_config *c = &m->cfg;
+    if (nb_blocks == 0 || addr % c->block_size || addr < c->addr)
+        return false;
+    uint64_t offset = addr - c->addr;
+    if (offset >= c->usable_region_size)
+        return false;
+    if (__builtin_mul_overflow((uint64_t)nb_blocks, c->block_size, size) ||
+        *size > c->usable_region_size - offset)
+        return false;
+    *first = offset / c->block_size;
+    return true;
+}
+
+static uint16_t do_plug(struct virtio_mem *m, uint64_t first, uint64_t n, uint64_t size)
+{
+    struct virtio_mem_config *c = &m->cfg;
+    if (bitmap_count(m->plugged, first, n))
+        return VIRTIO_MEM_RESP_ERROR;
+    /* requested_size may have been lowered below plugged_size. */
+    if (c->plugged_size > c->requested_size || size > c->requested_size - c->plugged_size)
+        return VIRTIO_MEM_RESP_NACK;
+    int rc = m->backing_ops->plug(m->backing, first * c->block_size, size);
+    if (rc == -ENOMEM)
+        return VIRTIO_MEM_RESP_BUSY;
+    if (rc)
+        return VIRTIO_MEM_RESP_ERROR;
+    bitmap_set_range(m->plugged, first, n);
+    c->plugged_size += size;
+    return VIRTIO_MEM_RESP_ACK;
+}
+
+static uint16_t do_unplug(struct virtio_mem *m, uint64_t first, uint64_t n, uint64_t size)
+{
+    struct virtio_mem_config *c = &m->cfg;
+    if (bitmap_count(m->plugged, first, n) != n)
+        return VIRTIO_MEM_RESP_ERROR;
+    if (m->backing_ops->unplug(m->backing, first * c->block_size, size))
+        return VIRTIO_MEM_RESP_ERROR;
+    bitmap_clear_range(m->plugged, first, n);
+    c->plugged_size -= size;
+    return VIRTIO_MEM_RESP_ACK;
+}
+
+/* One backing call per run of plugged blocks. A failed run stops the walk;
+ * the runs before it stay unplugged, so the state always matches the
+ * memory. */
+static int unplug_all(struct virtio_mem *m)
+{
+    uint64_t bs = m->cfg.block_size;
+    uint64_t start = bitmap_find_next(m->plugged, m->nb_blocks, 0, true);
+    while (start < m->nb_blocks) {
+        uint64_t end = bitmap_find_next(m->plugged, m->nb_blocks, start, false);
+        int rc = m->backing_ops->unplug(m->backing, start * bs, (end - start) * bs);
+        if (rc)
+            return rc;
+        bitmap_clear_range(m->plugged, start, end - start);
+        m->cfg.plugged_size -= (end - start) * bs;
+        start = bitmap_find_next(m->plugged, m->nb_blocks, end, true);
+    }
+    return 0;
+}
+
+static uint16_t block_state(const struct virtio_mem *m, uint64_t first, uint64_t n)
+{
+    uint64_t set = bitmap_count(m->plugged, first, n);
+    if (set == n)
+        return VIRTIO_MEM_STATE_PLUGGED;
+    return set ? VIRTIO_MEM_STATE_MIXED : VIRTIO_MEM_STATE_UNPLUGGED;
+}
+
+void virtio_mem_handle_request(struct virtio_mem *m, const struct virtio_mem_req *req,
+                               struct virtio_mem_resp *resp)
+{
+    uint16_t type = le16toh(req->type);
+    uint64_t addr = le64toh(req->addr);
+    uint16_t nb_blocks = le16toh(req->nb_blocks);
+    uint16_t answer = VIRTIO_MEM_RESP_ERROR, state = 0;
+    uint64_t first = 0, size = 0;
+
+    pthread_mutex_lock(&m->lock);
+    bool range_ok = decode_range(m, addr, nb_blocks, &first, &size);
+    switch (type) {
+    case VIRTIO_MEM_REQ_PLUG:
+        m->stats.plug++;
+        if (range_ok)
+            answer = do_plug(m, first, nb_blocks, size);
+        break;
+    case VIRTIO_MEM_REQ_UNPLUG:
+        m->stats.unplug++;
+        if (range_ok)
+            answer = do_unplug(m, first, nb_blocks, size);
+        break;
+    case VIRTIO_MEM_REQ_UNPLUG_ALL:
+        m->stats.unplug_all++;
+        answer = unplug_all(m) ? VIRTIO_MEM_RESP_ERROR : VIRTIO_MEM_RESP_ACK;
+        break;
+    case VIRTIO_MEM_REQ_STATE:
+        m->stats.state++;
+        if (range_ok) {
+            state = block_state(m, first, nb_blocks);
+            answer = VIRTIO_MEM_RESP_ACK;
+        }
+        break;
+    default:
+        break;
+    }
+    switch (answer) {
+    case VIRTIO_MEM_RESP_ACK: m->stats.ack++; break;
+    case VIRTIO_MEM_RESP_NACK: m->stats.nack++; break;
+    case VIRTIO_MEM_RESP_BUSY: m->stats.busy++; break;
+    default: m->stats.error++; break;
+    }
+    pthread_mutex_unlock(&m->lock);
+
+    memset(resp, 0, sizeof(*resp));
+    resp->type = htole16(answer);
+    resp->state = htole16(state);
+}
+
+int virtio_mem_set_requested_size(struct virtio_mem *m, uint64_t requested, char *err,
+                                  size_t errlen)
+{
+    pthread_mutex_lock(&m->lock);
+    uint64_t bs = m->cfg.block_size, region = m->cfg.region_size;
+    bool changed = requested != m->cfg.requested_size;
+    bool valid = requested <= region && requested % bs == 0;
+    if (valid)
+        m->cfg.requested_size = requested;
+    bool notify = valid && changed && m->activated;
+    struct virtio_link link = m->link;
+    pthread_mutex_unlock(&m->lock);
+
+    if (!valid) {
+        snprintf(err, errlen,
+                 "virtio-mem %s: requested size 0x%llx must be a multiple of the block size "
+                 "0x%llx and at most the region size 0x%llx",
+                 m->id, (unsigned long long)requested, (unsigned long long)bs,
+                 (unsigned long long)region);
+        return -EINVAL;
+    }
+    /* Outside the lock: the transport takes its own, and may be the thread
+     * that holds it while reading our config. */
+    if (notify && link.config_changed)
+        link.config_changed(link.transport);
+    return 0;
+}
+
+void virtio_mem_get_config(struct virtio_mem *m, struct virtio_mem_config *out)
+{
+    pthread_mutex_lock(&m->lock);
+    *out = m->cfg;
+    pthread_mutex_unlock(&m->lock);
+}
+
+int virtio_mem_system_reset(struct virtio_mem *m)
+{
+    pthread_mutex_lock(&m->lock);
+    int rc = unplug_all(m);
+    pthread_mutex_unlock(&m->lock);
+    return rc;
+}
+
+void virtio_mem_destroy(struct virtio_mem *m)
+{
+    if (!m->plugged)
+        return;
+    free(m->plugged);
+    m->plugged = NULL;
+    pthread_mutex_destroy(&m->lock);
+}
+
+static int hotplug_backing_plug(void *backing, uint64_t offset, uint64_t len)
+{
+    return hotplug_mem_plug(backing, offset, len);
+}
+
+static int hotplug_backing_unplug(void *backing, uint64_t offset, uint64_t len)
+{
+    return hotplug_mem_unplug(backing, offset, len);
+}
+
+const struct virtio_mem_backing_ops virtio_mem_hotplug_backing = {
+    .plug = hotplug_backing_plug,
+    .unplug = hotplug_backing_unplug,
+};
