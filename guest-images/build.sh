@@ -46,8 +46,9 @@ esac
 # initrd placement can be checked against the raw cpio.
 comp=${MINIVMM_GUEST_INITRD_COMPRESSION:-none}
 
-# Modules the tests need; dependencies are added from modules.dep.
-modules="virtio virtio_ring virtio_mmio virtio_mem virtio_blk"
+# Modules the tests need; dependencies are added from modules.dep. virtio_pci
+# is for the QEMU peer (bench/plug: virtio-mem-pci); built in on 6.12.
+modules="virtio virtio_ring virtio_mmio virtio_pci virtio_mem virtio_blk"
 
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
@@ -56,7 +57,7 @@ build_one() {
     local s=$1 pkg=$2 deb bbdeb stamp want kdir kver stage
     deb=$(mvx_fetch_deb "$pkg")
     bbdeb=$(mvx_fetch_deb busybox-static)
-    want="$(basename "$deb") $(basename "$bbdeb") $comp $(mvx_hash "$here/build.sh" "$here/lib.sh" "$here/init")"
+    want="$(basename "$deb") $(basename "$bbdeb") $comp $(mvx_hash "$here/build.sh" "$here/lib.sh" "$here/init" "$here/loadmod")"
     stamp="$out/.stamp-$s"
     if [ -s "$out/vmlinuz-$s" ] && [ -s "$out/initrd-$s.img" ] &&
        [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then
@@ -72,6 +73,7 @@ build_one() {
     mvx_install_busybox "$stage"
     mvx_install_modules "$kdir" "$stage" $modules
     install -m 0755 "$here/init" "$stage/init"
+    install -m 0755 "$here/loadmod" "$stage/bin/loadmod"
     mvx_make_cpio "$stage" "$out/initrd-$s.img" "$comp"
     rm -rf "$stage"
 

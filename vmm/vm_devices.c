@@ -11,21 +11,6 @@
 #include "vmm/log.h"
 #include "vmm/size_parse.h"
 
-static int backing_plug(void *backing, uint64_t offset, uint64_t len)
-{
-    return hotplug_mem_plug(backing, offset, len);
-}
-
-static int backing_unplug(void *backing, uint64_t offset, uint64_t len)
-{
-    return hotplug_mem_unplug(backing, offset, len);
-}
-
-static const struct virtio_mem_backing_ops hotplug_backing = {
-    .plug = backing_plug,
-    .unplug = backing_unplug,
-};
-
 /* A guest access to a hotplug region where no memslot is registered (its
  * blocks are unplugged) exits to us as MMIO: a misbehaving guest, logged, and
  * reads see all-ones as for any hole. */
@@ -120,7 +105,7 @@ int vm_devices_create(struct vm *vm)
             .acpi_pxm = true,
             .requested_size = o->requested,
         };
-        rc = virtio_mem_init(&v->dev, &params, &hotplug_backing, &v->mem, err, sizeof(err));
+        rc = virtio_mem_init(&v->dev, &params, &virtio_mem_hotplug_backing, &v->mem, err, sizeof(err));
         if (rc) {
             log_error("--virtio-mem %s: %s", o->id, err);
             return rc;
