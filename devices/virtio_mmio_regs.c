@@ -257,7 +257,8 @@ static void write_driver_features(struct virtio_mmio *t, uint32_t val)
         return;
     }
     unsigned shift = 32 * t->driver_features_sel;
-    t->driver_features = (t->driver_features & ~(0xffffffffULL << shift)) | ((uint64_t)val << shift);
+    t->driver_features =
+        (t->driver_features & ~(0xffffffffULL << shift)) | ((uint64_t)val << shift);
 }
 
 static uint32_t read_reg(struct virtio_mmio *t, const struct reg_info *r)

@@ -100,7 +100,8 @@ TEST(good_chain_readable_then_writable)
     CHECK_EQ(got[24], 0);
     CHECK_EQ(virtq_chain_read(&f.chain, got, 3), 3);
 
-    const uint8_t resp[12] = {0xa0, 0xa1, 0xa2, 0xa3, 0xa4, 0xa5, 0xa6, 0xa7, 0xa8, 0xa9, 0xaa, 0xab};
+    const uint8_t resp[12] = {0xa0, 0xa1, 0xa2, 0xa3, 0xa4, 0xa5,
+                              0xa6, 0xa7, 0xa8, 0xa9, 0xaa, 0xab};
     CHECK_EQ(virtq_chain_write(&f.chain, resp, sizeof(resp)), 10);
     uint8_t *w1 = guest_mem_ptr(&f.gm, BUF_GPA + 0x1000, 8);
     uint8_t *w2 = guest_mem_ptr(&f.gm, BUF_GPA + 0x2000, 8);
@@ -312,7 +313,8 @@ TEST(part_over_4gib_rejected)
     CHECK_EQ(virtq_enable(&q, &gm, err, sizeof(err)), 0);
     struct virtq_desc *d = guest_mem_ptr(&gm, DESC_GPA, 32);
     struct virtq_avail *a = guest_mem_ptr(&gm, AVAIL_GPA, 8);
-    d[0] = (struct virtq_desc){.addr = 0, .len = 1u << 31, .flags = VIRTQ_DESC_F_WRITE | VIRTQ_DESC_F_NEXT, .next = 1};
+    d[0] = (struct virtq_desc){
+        .addr = 0, .len = 1u << 31, .flags = VIRTQ_DESC_F_WRITE | VIRTQ_DESC_F_NEXT, .next = 1};
     d[1] = (struct virtq_desc){.addr = 0, .len = 1u << 31, .flags = VIRTQ_DESC_F_WRITE};
     a->ring[0] = 0;
     a->idx = 1;
