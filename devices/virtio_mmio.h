@@ -13,6 +13,7 @@
 #include "vmm/guest_mem.h"
 #include "vmm/io_bus.h"
 #include "vmm/irq.h"
+#include "vmm/log.h"
 
 #define VIRTIO_MMIO_SIZE 0x200      /* registers 0x000-0x0ff, config from 0x100 */
 #define VIRTIO_MMIO_CONFIG 0x100
@@ -60,9 +61,11 @@ struct virtio_mmio {
     struct irq_line irq;
     char name[32];              /* "virtio-mem node0", for messages */
 
-    /* Register state, guarded by lock (vCPU threads and the device thread). */
+    /* Register state, guarded by lock (vCPU threads and the device thread).
+     * The device thread holds it while serving a queue, so taking it is how
+     * a reset waits for queue work to finish. */
     pthread_mutex_t lock;
-    uint32_t status;
+    uint32_t status;            /* stored atomically: config_changed reads it unlocked */
     uint32_t device_features_sel;
     uint32_t driver_features_sel;
     uint64_t driver_features;
@@ -83,13 +86,19 @@ struct virtio_mmio {
     bool thread_started;
 
     struct virtio_link link;
-    uint64_t notifications;     /* counters, for metrics and tests */
-    uint64_t interrupts;
+    uint64_t notifications;     /* counters, for metrics and tests (under lock) */
+    _Atomic uint64_t interrupts;    /* raised from any thread */
+
+    /* Guest-triggered warnings: register misuse, and broken queues, limited
+     * apart so a register flood cannot hide why the device broke. */
+    struct log_ratelimit reg_rl;
+    struct log_ratelimit queue_rl;
 };
 
 /* Sets up the transport for one device instance at `base` with interrupt
  * `gsi`; with vm_fd >= 0 binds the irqfd and the QueueNotify ioeventfds.
- * Returns 0 or a negative errno (logged with context). */
+ * Returns 0 or a negative errno (logged with context); on failure nothing is
+ * left to destroy. */
 int virtio_mmio_init(struct virtio_mmio *t, const struct virtio_device_ops *ops, void *dev,
                      const struct guest_mem *mem, int vm_fd, uint64_t base, uint32_t gsi,
                      const char *name);

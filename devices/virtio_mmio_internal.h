@@ -1,0 +1,33 @@
+/* Shared between the virtio-mmio lifecycle, register file and device thread
+ * (virtio_mmio.c, virtio_mmio_regs.c, virtio_mmio_thread.c); not for device
+ * models. */
+#ifndef MINIVMM_VIRTIO_MMIO_INTERNAL_H
+#define MINIVMM_VIRTIO_MMIO_INTERNAL_H
+
+#include "devices/virtio_mmio.h"
+
+static inline uint32_t vmmio_status(const struct virtio_mmio *t)
+{
+    return __atomic_load_n(&t->status, __ATOMIC_ACQUIRE);
+}
+
+static inline void vmmio_set_status(struct virtio_mmio *t, uint32_t status)
+{
+    __atomic_store_n(&t->status, status, __ATOMIC_RELEASE);
+}
+
+/* Sets InterruptStatus bits and raises the line; any thread, no lock. */
+void vmmio_raise(struct virtio_mmio *t, uint32_t bits);
+
+/* A protocol violation: NEEDS_RESET until the driver resets, queues are no
+ * longer served. The reason is logged (rate-limited). */
+__attribute__((format(printf, 2, 3))) void vmmio_mark_broken_locked(struct virtio_mmio *t,
+                                                                    const char *fmt, ...);
+
+/* The driver wrote 0 to Status. */
+void vmmio_reset_locked(struct virtio_mmio *t);
+
+/* Wakes the device thread for queue `index` (< num_queues). */
+void vmmio_kick(struct virtio_mmio *t, unsigned index);
+
+#endif

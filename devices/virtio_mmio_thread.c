@@ -1,0 +1,102 @@
+/* The device's own thread: waits on the per-queue notify eventfds (written
+ * by KVM's ioeventfd, or by the register file when there is no KVM) and
+ * hands each notified queue to the device model, under the transport lock. */
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "devices/virtio_mmio.h"
+#include "devices/virtio_mmio_internal.h"
+#include "vmm/log.h"
+
+static void serve_queue_locked(struct virtio_mmio *t, unsigned index)
+{
+    struct virtq *q = &t->queues[index];
+    if (!(vmmio_status(t) & VIRTIO_STATUS_DRIVER_OK) || t->broken || !q->ready)
+        return;
+    t->notifications++;
+    if (!t->ops->queue_notify(t->dev, q, index))
+        vmmio_mark_broken_locked(t, "queue %u: protocol violation", index);
+    /* Even a breaking request may have completed others before it. */
+    if (virtq_should_interrupt(q))
+        vmmio_raise(t, VIRTIO_INT_USED_BUFFER);
+}
+
+static void serve_queue(struct virtio_mmio *t, unsigned index)
+{
+    pthread_mutex_lock(&t->lock);
+    serve_queue_locked(t, index);
+    pthread_mutex_unlock(&t->lock);
+}
+
+/* Consumes pending notifications; the queue is then served in full, so
+ * however many there were, one pass answers them all. */
+static void drain(int fd)
+{
+    uint64_t count;
+    while (read(fd, &count, sizeof(count)) < 0 && errno == EINTR)
+        ;
+}
+
+void virtio_mmio_process_queues(struct virtio_mmio *t)
+{
+    for (unsigned i = 0; i < t->ops->num_queues; i++) {
+        drain(t->notify_fd[i]);
+        serve_queue(t, i);
+    }
+}
+
+static void *device_thread(void *arg)
+{
+    struct virtio_mmio *t = arg;
+    unsigned n = t->ops->num_queues;
+    struct pollfd fds[VIRTIO_MAX_QUEUES + 1];
+    for (unsigned i = 0; i < n; i++)
+        fds[i] = (struct pollfd){.fd = t->notify_fd[i], .events = POLLIN};
+    fds[n] = (struct pollfd){.fd = t->stop_fd, .events = POLLIN};
+
+    for (;;) {
+        if (poll(fds, n + 1, -1) < 0) {
+            if (errno == EINTR)
+                continue;
+            log_error("%s: device thread: poll: %s; queues are no longer served", t->name,
+                      strerror(errno));
+            return NULL;
+        }
+        if (fds[n].revents)
+            return NULL;
+        for (unsigned i = 0; i < n; i++) {
+            if (fds[i].revents & (POLLERR | POLLNVAL)) {
+                log_error("%s: device thread: queue %u eventfd failed; queues are no longer"
+                          " served", t->name, i);
+                return NULL;
+            }
+            if (fds[i].revents & POLLIN) {
+                drain(fds[i].fd);
+                serve_queue(t, i);
+            }
+        }
+    }
+}
+
+int virtio_mmio_start(struct virtio_mmio *t)
+{
+    if (t->thread_started)
+        return 0;
+    int rc = pthread_create(&t->thread, NULL, device_thread, t);
+    if (rc) {
+        log_error("%s: starting the device thread: %s", t->name, strerror(rc));
+        return -rc;
+    }
+    t->thread_started = true;
+    /* Named here rather than by the thread, so it is named once we return. */
+    char name[16];      /* the kernel's limit, including the NUL */
+    memcpy(name, t->name, sizeof(name) - 1);
+    name[sizeof(name) - 1] = 0;
+    rc = pthread_setname_np(t->thread, name);
+    if (rc)
+        log_warn("%s: naming the device thread: %s", t->name, strerror(rc));
+    return 0;
+}
