@@ -193,6 +193,7 @@ int virtio_mmio_init(struct virtio_mmio *t, const struct virtio_device_ops *ops,
     for (unsigned i = 0; i < ops->num_queues; i++)
         virtq_init(&t->queues[i], ops->queue_max_size);
     t->link.transport = t;
+    t->link.mem = mem;
     t->link.config_changed = link_config_changed;
 
     int rc = pthread_mutex_init(&t->lock, NULL);

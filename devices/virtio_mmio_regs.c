@@ -90,7 +90,8 @@ static bool queue_setup_allowed(struct virtio_mmio *t, const struct virtq *q, co
 
 static uint64_t offered_features(const struct virtio_mmio *t)
 {
-    return t->ops->features | (1ULL << VIRTIO_F_VERSION_1);
+    uint64_t dev = t->ops->get_features ? t->ops->get_features(t->dev) : t->ops->features;
+    return dev | (1ULL << VIRTIO_F_VERSION_1);
 }
 
 /* The single reading of a guest-chosen config offset and width. */
