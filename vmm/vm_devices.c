@@ -138,14 +138,14 @@ int vm_devices_create(struct vm *vm)
             .kind = VM_DEVICE_HOTPLUG_MEMORY, .mmio_base = place[i].gpa,
             .mmio_size = place[i].size, .node = o->node};
 
-        char a[32], b[32], c[32];
-        log_info("%s: %s at 0x%llx (node %u, block %s, memslots of %s), registers at 0x%llx "
+        char a[32], b[32], c[32], d[32];
+        log_debug("%s: %s at 0x%llx (node %u, block %s, memslots of %s), registers at 0x%llx "
                  "GSI %u, requested %s",
                  o->id, size_format(place[i].size, a, sizeof(a)),
                  (unsigned long long)place[i].gpa, o->node,
                  size_format(o->block_size, b, sizeof(b)),
                  size_format(place[i].slot_size, c, sizeof(c)), (unsigned long long)base, gsi,
-                 size_format(o->requested, a, sizeof(a)));
+                 size_format(o->requested, d, sizeof(d)));
     }
     return 0;
 }
