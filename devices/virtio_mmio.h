@@ -59,7 +59,7 @@ struct virtio_mmio {
     int vm_fd;                  /* -1 in unit tests: no KVM ioeventfd/irqfd */
     uint64_t base;              /* guest physical address of the registers */
     struct irq_line irq;
-    char name[32];              /* "virtio-mem node0", for messages */
+    char name[48];              /* "virtio-mem node0", for messages */
 
     /* Register state, guarded by lock (vCPU threads and the device thread).
      * The device thread holds it while serving a queue, so taking it is how

@@ -112,7 +112,7 @@ int vm_devices_create(struct vm *vm)
         }
         v->dev_ready = true;
 
-        char name[32];
+        char name[48];
         snprintf(name, sizeof(name), "virtio-mem %s", o->id);
         rc = virtio_mmio_init(&v->transport, &virtio_mem_ops, &v->dev, &vm->mem, vm->vm_fd, base,
                               gsi, name);
