@@ -107,6 +107,8 @@ static bool serve_chain(struct virtio_mem *m, struct virtq *q, const struct virt
         return reply(q, chain, &resp);
     }
     virtio_mem_handle_request(m, &req, &resp);
+    log_debug("virtio-mem %s: request %u addr 0x%llx blocks %u -> %u", m->id, le16toh(req.type),
+              (unsigned long long)le64toh(req.addr), le16toh(req.nb_blocks), le16toh(resp.type));
     return reply(q, chain, &resp);
 }
 

@@ -10,7 +10,11 @@
  * slot); the CLI guarantees the block and 128 MiB do. */
 static uint64_t slot_size_for(uint64_t size, uint64_t block)
 {
-    uint64_t slot = block > HOTPLUG_MIN_SLOT_SIZE ? block : HOTPLUG_MIN_SLOT_SIZE;
+    uint64_t slot = HOTPLUG_MIN_SLOT_SIZE;
+    while (slot < HOTPLUG_PREFERRED_SLOT_SIZE && size % (slot << 1) == 0)
+        slot <<= 1;
+    if (slot < block)
+        slot = block;
     while (size / slot > HOTPLUG_MAX_SLOTS_PER_REGION && size % (slot << 1) == 0)
         slot <<= 1;
     return slot;

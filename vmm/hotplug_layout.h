@@ -10,11 +10,14 @@
 #include "vmm/config.h"
 #include "vmm/guest_mem.h"
 
-/* Slot size policy: 128 MiB (Linux's memory block, so one slot comes and goes
- * with each block the guest onlines or offlines), doubled while a region
- * needs more than this many slots (and the size stays a multiple of it),
- * and never smaller than the device block. */
+/* Slot size policy: 1 GiB where the region size allows (else the largest
+ * power of two from 128 MiB, Linux's memory block, that divides it), never
+ * smaller than the device block, doubled while a region would need more than
+ * HOTPLUG_MAX_SLOTS_PER_REGION slots. Every slot added or removed makes KVM
+ * wait for all vCPUs (SRCU) and flush mappings, so fewer, larger slots plug
+ * faster; what a slot costs the host is only what is plugged in it. */
 #define HOTPLUG_MIN_SLOT_SIZE (128ULL << 20)
+#define HOTPLUG_PREFERRED_SLOT_SIZE (1ULL << 30)
 #define HOTPLUG_MAX_SLOTS_PER_REGION 1024u
 /* Hotplug memslot ids start after the ones boot RAM may use. */
 #define HOTPLUG_FIRST_SLOT GUEST_MEM_MAX_REGIONS

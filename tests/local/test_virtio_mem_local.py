@@ -30,7 +30,7 @@ def test_virtio_mem_device_is_announced(minivmm, tiny_kernel):
             "--virtio-mem", "x:2G,block=1G")
     err = r.stderr.decode()
     assert r.returncode == 0, err
-    assert "node1: 64G at 0x100000000 (node 1, block 2M, memslots of 128M)" in err, err
+    assert "node1: 64G at 0x100000000 (node 1, block 2M, memslots of 1G)" in err, err
     assert "x: 2G at 0x1100000000 (node 0, block 1G, memslots of 1G)" in err, err
 
 

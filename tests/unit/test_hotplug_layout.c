@@ -39,7 +39,9 @@ TEST(regions_sit_above_ram_aligned_and_apart)
         }
     }
     CHECK_EQ(p[0].first_slot, HOTPLUG_FIRST_SLOT);
-    CHECK_EQ(p[0].slot_size, 128ULL << 20);    /* 512 slots for 64G */
+    CHECK_EQ(p[0].slot_size, 1ULL << 30);      /* 64 slots for 64G */
+    CHECK_EQ(p[1].slot_size, 1ULL << 30);
+    CHECK_EQ(p[2].slot_size, 128ULL << 20);    /* all a 128M region allows */
     CHECK_EQ(hotplug_layout_slots_end(p, 3), p[2].first_slot + p[2].n_slots);
 }
 
@@ -60,6 +62,21 @@ TEST(slot_size_grows_for_huge_regions_and_big_blocks)
     CHECK_EQ(p[0].slot_size, 1ULL << 30);      /* 1024 slots */
     CHECK_EQ(p[0].n_slots, 1024);
     CHECK_EQ(p[1].slot_size, 1ULL << 30);      /* never below the block */
+}
+
+TEST(slots_are_the_largest_power_of_two_up_to_1g_dividing_the_region)
+{
+    const uint64_t sizes[] = {1536ULL << 20, 384ULL << 20, 3ULL << 30};
+    struct vm_config cfg = config_with(1ULL << 30, 3, sizes, NULL);
+    struct hotplug_placement p[3];
+    char err[256];
+    CHECK_EQ(hotplug_layout(&cfg, p, err, sizeof(err)), 0);
+    CHECK_EQ(p[0].slot_size, 512ULL << 20);
+    CHECK_EQ(p[0].n_slots, 3);
+    CHECK_EQ(p[1].slot_size, 128ULL << 20);
+    CHECK_EQ(p[1].n_slots, 3);
+    CHECK_EQ(p[2].slot_size, 1ULL << 30);
+    CHECK_EQ(p[2].n_slots, 3);
 }
 
 TEST(odd_multiples_of_128m_keep_small_slots)
