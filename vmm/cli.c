@@ -28,6 +28,10 @@ static const char usage_text[] =
     "                    requested: what the guest plugs at boot (default 0);\n"
     "                    prealloc=on: back blocks when plugged (BUSY if the host\n"
     "                    cannot)\n"
+    "  --on-reboot restart|exit\n"
+    "                    a guest reboot resets the VM and boots it again (restart,\n"
+    "                    the default; virtio-mem memory is unplugged and plugged\n"
+    "                    again) or ends minivmm with status 0 (exit)\n"
     "  --verbose         log device and exit details to stderr\n"
     "  --help            show this help\n"
     "  --version         show the version\n"
@@ -90,6 +94,7 @@ enum cli_result cli_parse(int argc, char *const argv[], struct vm_config *cfg,
     struct option_seen seen[] = {
         {"--kernel", 0}, {"--initrd", 0}, {"--cmdline", 0}, {"--mem", 0}, {"--cpus", 0},
         {"--virtio-mem", 0},
+        {"--on-reboot", 0},
     };
     const char *mem_text = NULL, *cpus_text = NULL;
 
@@ -144,7 +149,12 @@ enum cli_result cli_parse(int argc, char *const argv[], struct vm_config *cfg,
             mem_text = value;
         else if (!strcmp(opt->name, "--cpus"))
             cpus_text = value;
-        else if (!strcmp(opt->name, "--virtio-mem")) {
+        else if (!strcmp(opt->name, "--on-reboot")) {
+            if (!strcmp(value, "exit"))
+                cfg->exit_on_reboot = true;
+            else if (strcmp(value, "restart") != 0)
+                return fail(err, err_len, "--on-reboot '%s': expected restart or exit", value);
+        } else if (!strcmp(opt->name, "--virtio-mem")) {
             if (cfg->n_virtio_mem == CONFIG_MAX_VIRTIO_MEM)
                 return fail(err, err_len, "--virtio-mem: at most %d devices are supported",
                             CONFIG_MAX_VIRTIO_MEM);

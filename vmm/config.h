@@ -35,6 +35,7 @@ struct vm_config {
     uint64_t mem_size;
     unsigned ncpus;
     bool verbose;
+    bool exit_on_reboot;           /* --on-reboot exit */
     struct virtio_mem_opts virtio_mem[CONFIG_MAX_VIRTIO_MEM];
     unsigned n_virtio_mem;
 };

@@ -54,20 +54,30 @@ int main(int argc, char **argv)
     }
 
     struct console console;
-    if (console_start(&console, &vm, vm.console_uart, STDIN_FILENO) < 0) {
-        vm_destroy(&vm);
-        return 1;
-    }
-    /* On failure vm_start has already requested a stop; vm_wait joins what ran. */
-    vm_start(&vm);
-    status = vm_wait(&vm);
-    console_stop(&console);
+    for (;;) {
+        if (console_start(&console, &vm, vm.console_uart, STDIN_FILENO) < 0) {
+            vm_destroy(&vm);
+            return 1;
+        }
+        /* On failure vm_start has already requested a stop; vm_wait joins what ran. */
+        vm_start(&vm);
+        status = vm_wait(&vm);
+        console_stop(&console);
 
-    enum vm_stop_reason reason = vm_stop_reason(&vm);
-    if (reason == VM_STOP_ERROR)
-        log_error("%s", vm.stop_detail);
-    else
-        log_info("%s", vm.stop_detail);
+        enum vm_stop_reason reason = vm_stop_reason(&vm);
+        if (reason == VM_STOP_REBOOT && !cfg.exit_on_reboot) {
+            log_info("%s: resetting the VM", vm.stop_detail);
+            if (vm_reset(&vm) == 0)
+                continue;
+            status = 1;
+            break;
+        }
+        if (reason == VM_STOP_ERROR)
+            log_error("%s", vm.stop_detail);
+        else
+            log_info("%s", vm.stop_detail);
+        break;
+    }
     vm_destroy(&vm);
     return status;
 }

@@ -106,24 +106,19 @@ static int create_vcpu(struct vm *vm, struct vcpu *vcpu, unsigned index)
     return arch_vcpu_init(vm, vcpu);
 }
 
-int vm_create(struct vm *vm, const struct vm_config *cfg, bool *usage_error)
+/* Everything of the VM that a guest reboot rebuilds: KVM, memory, devices,
+ * the loaded kernel and the vCPUs. */
+static int vm_build(struct vm *vm, bool *usage_error)
 {
+    const struct vm_config *cfg = vm->cfg;
     int rc;
 
-    memset(vm, 0, sizeof(*vm));
-    vm->cfg = cfg;
     vm->kvm_fd = vm->vm_fd = -1;
     guest_mem_init(&vm->mem, -1);
-    pthread_mutex_init(&vm->stop_lock, NULL);
     io_bus_init(&vm->pio, "pio");
     io_bus_init(&vm->mmio, "mmio");
+    vm->n_devices = 0;
     *usage_error = false;
-
-    vm->stop_eventfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (vm->stop_eventfd < 0) {
-        log_error("eventfd: %s", strerror(errno));
-        return -errno;
-    }
 
     rc = arch_check_kernel(cfg);
     if (rc < 0) {
@@ -169,7 +164,82 @@ int vm_create(struct vm *vm, const struct vm_config *cfg, bool *usage_error)
         if (rc < 0)
             return rc;
     }
+    clock_gettime(CLOCK_MONOTONIC, &vm->boot_time);
     return 0;
+}
+
+/* The reverse of vm_build; safe on a partly built VM. */
+static void vm_teardown(struct vm *vm)
+{
+    /* Device threads stop before the memory and irqchip they use go away. */
+    vm_devices_destroy(vm);
+    arch_vm_destroy(vm);
+    for (unsigned i = 0; i < vm->ncpus; i++) {
+        struct vcpu *v = &vm->vcpus[i];
+        if (v->run)
+            munmap(v->run, (size_t)vm->vcpu_mmap_size);
+        if (v->fd >= 0)
+            close(v->fd);
+    }
+    free(vm->vcpus);
+    vm->vcpus = NULL;
+    vm->ncpus = 0;
+    guest_mem_destroy(&vm->mem);
+    if (vm->vm_fd >= 0)
+        close(vm->vm_fd);
+    if (vm->kvm_fd >= 0)
+        close(vm->kvm_fd);
+    vm->vm_fd = vm->kvm_fd = -1;
+    vm->console_uart = NULL;
+}
+
+int vm_create(struct vm *vm, const struct vm_config *cfg, bool *usage_error)
+{
+    memset(vm, 0, sizeof(*vm));
+    vm->cfg = cfg;
+    vm->kvm_fd = vm->vm_fd = -1;
+    guest_mem_init(&vm->mem, -1);
+    pthread_mutex_init(&vm->stop_lock, NULL);
+    clock_gettime(CLOCK_MONOTONIC, &vm->start_time);
+    *usage_error = false;
+
+    vm->stop_eventfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (vm->stop_eventfd < 0) {
+        log_error("eventfd: %s", strerror(errno));
+        return -errno;
+    }
+    return vm_build(vm, usage_error);
+}
+
+int vm_reset(struct vm *vm)
+{
+    /* A system reset as a power cycle: a fresh KVM VM leaves no stale
+     * interrupt controller, LAPIC, MSR (kvm-clock pointers into the old
+     * kernel's memory) or memslot state behind; every virtio-mem block is
+     * unplugged because its memory goes away with the old memfd. What the
+     * operator asked for survives: requested_size of each device. */
+    for (unsigned i = 0; i < vm->n_virtio_mem && i < CONFIG_MAX_VIRTIO_MEM; i++) {
+        struct virtio_mem_config c;
+        virtio_mem_get_config(&vm->virtio_mem[i].dev, &c);
+        vm->requested_after_reset[i] = c.requested_size;
+        vm->requested_after_reset_valid = true;
+    }
+    vm_teardown(vm);
+
+    pthread_mutex_lock(&vm->stop_lock);
+    vm->stop_reason = VM_RUNNING;
+    vm->stop_detail[0] = '\0';
+    uint64_t drained;
+    while (read(vm->stop_eventfd, &drained, sizeof(drained)) == (ssize_t)sizeof(drained))
+        ;
+    pthread_mutex_unlock(&vm->stop_lock);
+
+    vm->reboots++;
+    bool usage_error;
+    int rc = vm_build(vm, &usage_error);
+    if (rc < 0)
+        log_error("rebuilding the VM after the guest's reboot failed");
+    return rc;
 }
 
 static void kick_handler(int sig)
@@ -333,24 +403,8 @@ int vm_wait(struct vm *vm)
 
 void vm_destroy(struct vm *vm)
 {
-    /* Device threads stop before the memory and irqchip they use go away. */
-    vm_devices_destroy(vm);
-    arch_vm_destroy(vm);
-    for (unsigned i = 0; i < vm->ncpus; i++) {
-        struct vcpu *v = &vm->vcpus[i];
-        if (v->run)
-            munmap(v->run, (size_t)vm->vcpu_mmap_size);
-        if (v->fd >= 0)
-            close(v->fd);
-    }
-    free(vm->vcpus);
-    vm->vcpus = NULL;
-    guest_mem_destroy(&vm->mem);
-    if (vm->vm_fd >= 0)
-        close(vm->vm_fd);
-    if (vm->kvm_fd >= 0)
-        close(vm->kvm_fd);
+    vm_teardown(vm);
     if (vm->stop_eventfd >= 0)
         close(vm->stop_eventfd);
-    vm->vm_fd = vm->kvm_fd = vm->stop_eventfd = -1;
+    vm->stop_eventfd = -1;
 }

@@ -7,6 +7,7 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "vmm/config.h"
 #include "vmm/guest_mem.h"
@@ -63,6 +64,13 @@ struct vm {
     void *arch;                 /* owned by arch/<arch>/ */
     struct serial_16550 *console_uart;  /* set by the arch; fed by the console */
 
+    /* Kept across guest reboots (vm_reset). */
+    struct timespec start_time;         /* minivmm started */
+    struct timespec boot_time;          /* this boot of the guest */
+    uint64_t reboots;
+    uint64_t requested_after_reset[CONFIG_MAX_VIRTIO_MEM];  /* per virtio-mem device */
+    bool requested_after_reset_valid;
+
     pthread_mutex_t stop_lock;
     enum vm_stop_reason stop_reason;
     char stop_detail[160];
@@ -73,6 +81,13 @@ struct vm {
  * Returns 0, or a negative errno with the cause logged; *usage_error is set
  * when the user's input (kernel/initrd file) is at fault. */
 int vm_create(struct vm *vm, const struct vm_config *cfg, bool *usage_error);
+
+/* After vm_wait ended with VM_STOP_REBOOT: a system reset. Tears the VM down
+ * and builds it afresh (new KVM VM, boot RAM, devices, kernel and initrd
+ * loaded again, vCPUs at their reset state); every virtio-mem block ends up
+ * unplugged and its memory returned, requested sizes are kept. Then
+ * vm_start again. Returns 0 or a negative errno (logged). */
+int vm_reset(struct vm *vm);
 
 /* Starts every vCPU thread. */
 int vm_start(struct vm *vm);

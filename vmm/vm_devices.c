@@ -103,7 +103,8 @@ int vm_devices_create(struct vm *vm)
             .block_size = o->block_size,
             .node_id = (uint16_t)o->node,
             .acpi_pxm = true,
-            .requested_size = o->requested,
+            .requested_size = vm->requested_after_reset_valid ? vm->requested_after_reset[i]
+                                                              : o->requested,
         };
         rc = virtio_mem_init(&v->dev, &params, &virtio_mem_hotplug_backing, &v->mem, err, sizeof(err));
         if (rc) {

@@ -18,8 +18,8 @@ def minivmm_cmd(host, minivmm, series, *, cpus, mem, cmdline="console=ttyS0 quie
     return shlex.join(argv)
 
 
-def boot(host, minivmm, series, *, cpus, mem):
-    s = host.spawn(minivmm_cmd(host, minivmm, series, cpus=cpus, mem=mem))
+def boot(host, minivmm, series, *, cpus, mem, extra=()):
+    s = host.spawn(minivmm_cmd(host, minivmm, series, cpus=cpus, mem=mem, extra=extra))
     m = s.expect(READY, timeout=BOOT_TIMEOUT)
     s.expect(PROMPT, timeout=60)
     return s, int(m.group(1)), int(m.group(2)), m.group(3)
@@ -59,7 +59,8 @@ def type_command(s):
 @pytest.mark.parametrize("series", KERNELS)
 @pytest.mark.parametrize("cpus,end", [(1, "poweroff"), (2, "reboot")])
 def test_boot_console_and_power(host, minivmm, series, cpus, end):
-    s, seen_cpus, memtotal, release = boot(host, minivmm, series, cpus=cpus, mem="512M")
+    s, seen_cpus, memtotal, release = boot(host, minivmm, series, cpus=cpus, mem="512M",
+                                           extra=["--on-reboot", "exit"])
     assert release.startswith(series + "."), release
     assert seen_cpus == cpus
     assert_memtotal_consistent(memtotal, 512 << 20)

@@ -44,9 +44,30 @@ def test_high_memory_gets_a_fifth_e820_entry(minivmm, tiny_kernel):
     ("triple", "guest reset (triple fault on vCPU 0)"),
 ])
 def test_reset_paths_end_with_status_0(minivmm, tiny_kernel, cmdline, reason):
-    r = run(minivmm, tiny_kernel, cmdline)
+    r = run(minivmm, tiny_kernel, cmdline, "--on-reboot", "exit")
     assert r.returncode == 0, r.stderr
     assert r.stderr.decode().strip().splitlines()[-1] == "minivmm: " + reason
+
+
+@pytest.mark.parametrize("cmdline,reason", [
+    ("reboot", "guest requested a reboot (ACPI reset)"),
+    ("triple", "guest reset (triple fault on vCPU 0)"),
+])
+def test_reboot_restarts_the_guest_by_default(minivmm, tiny_kernel, cmdline, reason):
+    """A reboot is a system reset: the kernel is loaded again and the guest
+    starts over (this one reboots at once, every time), until stopped."""
+    p = subprocess.Popen([minivmm, "--kernel", tiny_kernel, "--cmdline", cmdline, "--cpus", "2",
+                          "--virtio-mem", "m:1G,requested=128M"],
+                         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    time.sleep(3)
+    p.send_signal(signal.SIGTERM)
+    out, err = p.communicate(timeout=30)
+    out, err = out.decode(), err.decode()
+    assert p.returncode == 0, err
+    boots = out.count("TINY-GUEST zero-page")
+    assert boots >= 3, (boots, out[-500:], err[-500:])
+    assert err.count(f"minivmm: {reason}: resetting the VM") >= boots - 1, err[-1000:]
+    assert err.strip().splitlines()[-1] == "minivmm: stopped by SIGTERM", err[-500:]
 
 
 def test_console_input_reaches_the_guest(minivmm, tiny_kernel):

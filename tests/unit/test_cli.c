@@ -238,3 +238,21 @@ TEST(virtio_mem_bad_values_name_the_option)
                  "--virtio-mem", "e:1G", "--virtio-mem", "f:1G", "--virtio-mem", "g:1G",
                  "--virtio-mem", "h:1G", "--virtio-mem", "i:1G");
 }
+
+TEST(on_reboot)
+{
+    struct vm_config cfg;
+    char err[512];
+    CHECK_EQ(parse(&cfg, err, sizeof(err), "--kernel", existing_file(), NULL), CLI_RUN);
+    CHECK(!cfg.exit_on_reboot);
+    CHECK_EQ(parse(&cfg, err, sizeof(err), "--kernel", existing_file(), "--on-reboot", "exit",
+                   NULL),
+             CLI_RUN);
+    CHECK(cfg.exit_on_reboot);
+    CHECK_EQ(parse(&cfg, err, sizeof(err), "--kernel", existing_file(), "--on-reboot=restart",
+                   NULL),
+             CLI_RUN);
+    CHECK(!cfg.exit_on_reboot);
+    EXPECT_ERROR("--on-reboot 'halt': expected restart or exit", "--kernel", existing_file(),
+                 "--on-reboot", "halt");
+}

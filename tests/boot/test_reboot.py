@@ -1,0 +1,56 @@
+"""A guest reboot is a system reset (--on-reboot restart, the default): the
+VM is rebuilt, every virtio-mem block is unplugged and its host memory
+returned, the kernel boots again and plugs requested_size again."""
+import shlex
+
+from test_boot_linux import BOOT_TIMEOUT, PROMPT, READY, minivmm_cmd
+from test_virtio_mem import run
+
+REGION_START = 1 << 32      # --mem 1G: the first region sits at 4 GiB
+
+
+def rss_shmem_kb(host, pid):
+    out = host.check(f"grep RssShmem /proc/{pid}/status")
+    return int(out.split()[1])
+
+
+def wait_online(s, want):
+    cmd = ("i=0; while [ $i -lt 600 ]; do "
+           "bs=$((0x$(cat /sys/devices/system/memory/block_size_bytes))); n=0; "
+           "for d in /sys/devices/system/memory/memory*; do j=${d##*memory}; "
+           f"[ $((j*bs)) -ge {REGION_START} ] && [ \"$(cat $d/state)\" = online ] && n=$((n+1)); "
+           f"done; [ $((n*bs)) -ge {want} ] && break; usleep 200000; i=$((i+1)); done; "
+           "echo \"ON\"LINE=$((n*bs))")
+    return int(run(s, cmd, r"ONLINE=(\d+)\r?\n", timeout=240).group(1))
+
+
+def test_reboot_unplugs_and_replugs(host, minivmm):
+    cmd = minivmm_cmd(host, minivmm, "6.1", cpus=2, mem="1G",
+                      extra=["--virtio-mem", "node0:8G,requested=1G"])
+    s = host.spawn("sh -c " + shlex.quote(f"echo VMMPID=$$; exec {cmd}"))
+    pid = int(s.expect(r"VMMPID=(\d+)\r?\n", timeout=60).group(1))
+    s.expect(READY, timeout=BOOT_TIMEOUT)
+    s.expect(PROMPT, timeout=60)
+    assert wait_online(s, 1 << 30) == 1 << 30
+
+    # Fill 192 MiB of the plugged memory (tmpfs pages come from ZONE_MOVABLE
+    # first), so the host really backs it.
+    run(s, "dd if=/dev/zero of=/tmp/fill bs=1M count=192 2>/dev/null; echo FI''LLED",
+        r"FILLED\r?\n", timeout=180)
+    before = rss_shmem_kb(host, pid)
+
+    s.sendline("reboot -f")
+    s.expect(r"minivmm: guest requested a reboot \([^)]*\): resetting the VM", timeout=60)
+    s.expect(READY, timeout=BOOT_TIMEOUT)
+    s.expect(PROMPT, timeout=60)
+    after = rss_shmem_kb(host, pid)
+    # The old region's memfd (and the old boot RAM) went away with the reset.
+    assert before - after >= 150 * 1024, (before, after)
+
+    # The new boot plugs requested_size again, and it works.
+    assert wait_online(s, 1 << 30) == 1 << 30
+    m = run(s, "uptime | sed 's/^/UP=/'", r"UP=(.*)\r?\n")
+    assert m.group(1)
+    s.sendline("poweroff -f")
+    assert s.wait_exit(timeout=60) == 0
+    assert "minivmm: guest powered off" in s.output
