@@ -6,6 +6,7 @@ set -euo pipefail
 
 PACKAGES=(
     build-essential cmake pkg-config        # compiler, CMake
+    libcurl4-openssl-dev libjansson-dev     # minivmm ctl: HTTP client, JSON
     clang                                   # libFuzzer, second compiler
     acpica-tools                            # iasl -d validates the ACPI tables
     python3 python3-pytest python3-pexpect  # boot/integration tests

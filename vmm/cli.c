@@ -12,6 +12,7 @@
 
 static const char usage_text[] =
     "usage: minivmm --kernel PATH [options]\n"
+    "       minivmm ctl --api-sock PATH [--json] COMMAND  (see minivmm ctl --help)\n"
     "\n"
     "Boots a Linux guest on KVM with its console on stdin/stdout.\n"
     "\n"

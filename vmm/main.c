@@ -7,6 +7,7 @@
 
 #include "vmm/cli.h"
 #include "vmm/console.h"
+#include "vmm/ctl.h"
 #include "vmm/log.h"
 #include "vmm/vm.h"
 
@@ -32,6 +33,9 @@ int main(int argc, char **argv)
 {
     struct vm_config cfg;
     char err[512];
+
+    if (argc > 1 && !strcmp(argv[1], "ctl"))
+        return ctl_main(argc - 1, argv + 1);
 
     switch (cli_parse(argc, argv, &cfg, err, sizeof(err), stdout)) {
     case CLI_EXIT_OK:
