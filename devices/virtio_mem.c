@@ -211,8 +211,11 @@ void virtio_mem_handle_request(struct virtio_mem *m, const struct virtio_mem_req
     case VIRTIO_MEM_RESP_BUSY: m->stats.busy++; break;
     default: m->stats.error++; break;
     }
+    bool plugged_changed = answer == VIRTIO_MEM_RESP_ACK && type != VIRTIO_MEM_REQ_STATE;
     pthread_mutex_unlock(&m->lock);
 
+    if (plugged_changed && m->observer)
+        m->observer(m->observer_opaque, m, VIRTIO_MEM_EVENT_PLUGGED);
     memset(resp, 0, sizeof(*resp));
     resp->type = htole16(answer);
     resp->state = htole16(state);

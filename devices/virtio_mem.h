@@ -77,6 +77,13 @@ struct virtio_mem_params {
     uint64_t requested_size;    /* initial */
 };
 
+/* What an observer (the VM's event stream) hears about. */
+enum virtio_mem_event {
+    VIRTIO_MEM_EVENT_PLUGGED,           /* plugged_size may have changed */
+    VIRTIO_MEM_EVENT_DRIVER_ACTIVE,     /* the driver set DRIVER_OK */
+    VIRTIO_MEM_EVENT_DRIVER_RESET,      /* the driver reset the device */
+};
+
 struct virtio_mem {
     pthread_mutex_t lock;       /* config and block states */
     struct virtio_mem_config cfg;
@@ -88,7 +95,11 @@ struct virtio_mem {
     void *backing;
     struct virtio_link link;    /* valid once activated */
     bool activated;
-    struct log_ratelimit bad_chain_rl;  /* malformed chains, guest-triggered */
+    struct log_ratelimit bad_chain_rl;
+    /* Called without m->lock held, from the device's thread or a vCPU; set
+     * before the device runs. */
+    void (*observer)(void *opaque, struct virtio_mem *m, enum virtio_mem_event what);
+    void *observer_opaque;  /* malformed chains, guest-triggered */
     struct {                    /* counters per request type and answer */
         uint64_t plug, unplug, unplug_all, state;
         uint64_t ack, nack, busy, error;

@@ -62,6 +62,8 @@ static void mem_activate(void *dev, const struct virtio_link *link)
     m->link = *link;
     m->activated = true;
     pthread_mutex_unlock(&m->lock);
+    if (m->observer)
+        m->observer(m->observer_opaque, m, VIRTIO_MEM_EVENT_DRIVER_ACTIVE);
 }
 
 static void mem_reset(void *dev)
@@ -70,7 +72,9 @@ static void mem_reset(void *dev)
      * memory stays plugged, and a new driver's first act is UNPLUG_ALL. The
      * link stays too (it lives as long as the transport), so a resize while
      * the driver is away still bumps the config generation. */
-    (void)dev;
+    struct virtio_mem *m = dev;
+    if (m->observer)
+        m->observer(m->observer_opaque, m, VIRTIO_MEM_EVENT_DRIVER_RESET);
 }
 
 static bool reply(struct virtq *q, const struct virtq_chain *chain,

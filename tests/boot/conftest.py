@@ -64,6 +64,10 @@ def host(request, tmp_path_factory):
     minivmm = _repo_path("MINIVMM_BINARY", "build/minivmm")
     if minivmm.exists():
         binaries["minivmm"] = minivmm
+    # A real HTTP client for the API tests (with its libraries, via ldd).
+    curl = Path("/usr/bin/curl")
+    if curl.exists():
+        binaries["curl"] = curl
     with_qemu = any(item.get_closest_marker("qemu_peer") for item in request.session.items)
     payload = hostlib.Payload(binaries=binaries, guest_dir=guest_dir, with_qemu=with_qemu)
 
