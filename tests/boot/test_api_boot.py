@@ -1,0 +1,137 @@
+"""The API with a real guest (curl and `minivmm ctl` on the host): grow and
+shrink a virtio-mem device while the guest runs, wait for the guest, follow
+the events, resize before the driver loads, and reboot (system reset)."""
+import json
+import shlex
+
+from test_boot_linux import BOOT_TIMEOUT, PROMPT, READY, minivmm_cmd
+from test_virtio_mem import run
+
+SOCK = "/tmp/minivmm-api-test.sock"
+EVENTS = "/tmp/minivmm-api-test.events"
+REGION_START = 1 << 32      # --mem 1G: the first region sits at 4 GiB
+GIB = 1 << 30
+
+
+def curl(host, method, path, body=None):
+    args = [host.path("curl"), "-sS", "--unix-socket", SOCK, "-X", method,
+            "-w", "\\n%{http_code}", f"http://localhost{path}"]
+    if body is not None:
+        args += ["-H", "Content-Type: application/json", "-d", json.dumps(body)]
+    out = host.check(shlex.join(args), timeout=300)
+    text, _, code = out.rstrip("\n").rpartition("\n")
+    return int(code), (json.loads(text) if text.strip() else None)
+
+
+def ctl(host, minivmm, *args, timeout=300):
+    return host.run(shlex.join([minivmm, "ctl", "--api-sock", SOCK, *args]) + " 2>&1",
+                    timeout=timeout)
+
+
+def online_bytes(s):
+    cmd = ("bs=$((0x$(cat /sys/devices/system/memory/block_size_bytes))); n=0; "
+           "for d in /sys/devices/system/memory/memory*; do j=${d##*memory}; "
+           f"[ $((j*bs)) -ge {REGION_START} ] && [ \"$(cat $d/state)\" = online ] && n=$((n+1)); "
+           "done; echo \"ON\"LINE=$((n*bs))")
+    return int(run(s, cmd, r"ONLINE=(\d+)\r?\n").group(1))
+
+
+def memtotal_kb(s):
+    return int(run(s, "sed -n 's/^MemTotal: *\\([0-9]*\\) kB$/MEM\\1END/p' /proc/meminfo",
+                   r"MEM(\d+)END\r?\n").group(1))
+
+
+def device(host):
+    code, d = curl(host, "GET", "/virtio-mem/node0")
+    assert code == 200, d
+    return d
+
+
+def test_resize_events_and_reboot(host, minivmm):
+    host.run(f"rm -f {SOCK} {EVENTS}")
+    cmd = minivmm_cmd(host, minivmm, "6.1", cpus=2, mem="1G",
+                      cmdline="console=ttyS0 quiet minivmm.defer=virtio_mem",
+                      extra=["--virtio-mem", "node0:8G", "--api-sock", SOCK])
+    s = host.spawn(cmd)
+    s.expect(READY, timeout=BOOT_TIMEOUT)
+    s.expect(PROMPT, timeout=60)
+    # Follow the events from the start, with a real streaming client.
+    host.check(f"({shlex.join([host.path('curl'), '-sN', '--unix-socket', SOCK])} "
+               f"http://localhost/events > {EVENTS} 2>&1 &)")
+
+    d = device(host)
+    assert d["driver_state"] == "not_probed" and d["plugged_size"] == 0, d
+
+    # Resize before the driver loads: the guest picks it up on probe.
+    code, d = curl(host, "PATCH", "/virtio-mem/node0", {"requested_size": "1G"})
+    assert code == 202 and d["requested_size"] == GIB, (code, d)
+    base_kb = memtotal_kb(s)
+    run(s, "loadmod virtio_mem; echo LOA''DED", r"LOADED\r?\n")
+    code, d = curl(host, "PATCH", "/virtio-mem/node0?wait=120", {"requested_size": GIB})
+    assert code == 200 and d["plugged_size"] == GIB and d["driver_state"] == "active", (code, d)
+    assert online_bytes(s) == GIB
+
+    # Grow to 4 GiB with minivmm ctl --wait; MemTotal follows.
+    rc, out = ctl(host, minivmm, "resize", "node0", "4G", "--wait", "240")
+    assert rc == 0, out
+    assert "requested 4G, plugged 4G" in out, out
+    assert online_bytes(s) == 4 * GIB
+    assert memtotal_kb(s) - base_kb == 4 * GIB // 1024
+
+    # Use 256 MiB of it, so the host really backs it, then free it again.
+    run(s, "dd if=/dev/zero of=/tmp/fill bs=1M count=256 2>/dev/null; echo FI''LLED",
+        r"FILLED\r?\n", timeout=180)
+    backed = device(host)["host_backed_bytes"]
+    assert backed >= 200 << 20, backed
+    run(s, "rm /tmp/fill; echo REM''OVED", r"REMOVED\r?\n")
+
+    # Shrink to 0: online_movable memory can be offlined, so the guest gives
+    # it all back, and the host's memory for the region falls to ~0.
+    code, d = curl(host, "PATCH", "/virtio-mem/node0?wait=240", {"requested_size": 0})
+    assert code == 200 and d["plugged_size"] == 0, (code, d)
+    assert d["host_backed_bytes"] < 8 << 20, d
+    assert d["memslots"] == 0, d
+    assert online_bytes(s) == 0
+    assert memtotal_kb(s) == base_kb
+
+    rc, out = ctl(host, minivmm, "status")
+    assert rc == 0 and "node0" in out and "plugged 0" in out, out
+
+    # Reboot with 2 GiB requested and plugged: a system reset unplugs it
+    # all; the new boot's driver (loaded by hand again) plugs 2 GiB again.
+    rc, out = ctl(host, minivmm, "resize", "node0", "2G", "--wait", "240")
+    assert rc == 0, out
+    s.sendline("reboot -f")
+    s.expect(r"resetting the VM", timeout=60)
+    s.expect(READY, timeout=BOOT_TIMEOUT)
+    s.expect(PROMPT, timeout=60)
+    d = device(host)
+    assert d["plugged_size"] == 0 and d["requested_size"] == 2 * GIB, d
+    assert d["host_backed_bytes"] == 0 and d["memslots"] == 0, d
+    run(s, "loadmod virtio_mem; echo LOA''DED", r"LOADED\r?\n")
+    code, d = curl(host, "PATCH", "/virtio-mem/node0?wait=240", {"requested_size": "2G"})
+    assert code == 200 and d["plugged_size"] == 2 * GIB, (code, d)
+    code, vm = curl(host, "GET", "/vm")
+    assert code == 200 and vm["reboots"] == 1, vm
+
+    rc, out = ctl(host, minivmm, "shutdown")
+    assert rc == 0, out
+    assert s.wait_exit(timeout=60) == 0
+    assert "stopped through the API" in s.output
+
+    # The event stream told the whole story, in order.
+    events = [json.loads(line) for line in host.check(f"cat {EVENTS}").splitlines()
+              if line.startswith("{")]
+    kinds = [(e["event"], e.get("requested_size", e.get("plugged_size", e.get("state"))))
+             for e in events]
+    def index(kind, value=None):
+        for i, (k, v) in enumerate(kinds):
+            if k == kind and (value is None or v == value):
+                return i
+        raise AssertionError(f"no {kind} {value} event in {kinds}")
+    order = [index("virtio_mem_requested", GIB), index("virtio_mem_driver", "active"),
+             index("virtio_mem_plugged", GIB), index("virtio_mem_requested", 4 * GIB),
+             index("virtio_mem_plugged", 4 * GIB), index("virtio_mem_requested", 0),
+             index("virtio_mem_plugged", 0), index("reboot"), index("shutdown")]
+    assert order == sorted(order), kinds
+    assert [e["seq"] for e in events] == sorted(e["seq"] for e in events)
