@@ -118,6 +118,13 @@ int vm_create(struct vm *vm, const struct vm_config *cfg, bool *usage_error)
     io_bus_init(&vm->pio, "pio");
     io_bus_init(&vm->mmio, "mmio");
     *usage_error = false;
+    vm->created_ns = vm->booted_ns = vm_clock_ns();
+    rc = event_bus_init(&vm->events);
+    if (rc < 0) {
+        log_error("event bus: %s", strerror(-rc));
+        vm->stop_eventfd = -1;
+        return rc;
+    }
 
     vm->stop_eventfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (vm->stop_eventfd < 0) {
@@ -201,6 +208,7 @@ int vm_start(struct vm *vm)
         log_error("sigaction SIGUSR1: %s", strerror(errno));
         return -errno;
     }
+    __atomic_store_n(&vm->booted_ns, vm_clock_ns(), __ATOMIC_RELAXED);  /* API reads it */
     int drc = vm_devices_start(vm);
     if (drc) {
         vm_request_stop(vm, VM_STOP_ERROR, "could not start the device threads");
@@ -353,4 +361,6 @@ void vm_destroy(struct vm *vm)
     if (vm->stop_eventfd >= 0)
         close(vm->stop_eventfd);
     vm->vm_fd = vm->kvm_fd = vm->stop_eventfd = -1;
+    event_bus_close(&vm->events);
+    event_bus_destroy(&vm->events);
 }
