@@ -35,6 +35,7 @@ struct vm_config {
     uint64_t mem_size;
     unsigned ncpus;
     bool verbose;
+    const char *api_sock;          /* NULL: no API server */
     struct virtio_mem_opts virtio_mem[CONFIG_MAX_VIRTIO_MEM];
     unsigned n_virtio_mem;
 };
