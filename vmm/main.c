@@ -5,6 +5,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "vmm/api_server.h"
 #include "vmm/cli.h"
 #include "vmm/console.h"
 #include "vmm/log.h"
@@ -26,6 +27,21 @@ static void block_signals(void)
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     /* A closed console must not kill the VMM mid-write. */
     signal(SIGPIPE, SIG_IGN);
+}
+
+/* For the "shutdown" event. */
+static const char *stop_reason_word(enum vm_stop_reason reason)
+{
+    switch (reason) {
+    case VM_STOP_POWEROFF: return "poweroff";
+    case VM_STOP_REBOOT: return "reboot";
+    case VM_STOP_SIGNAL: return "signal";
+    case VM_STOP_USER: return "user";
+    case VM_STOP_ERROR: return "error";
+    case VM_STOP_API: return "api";
+    case VM_RUNNING: break;
+    }
+    return "unknown";
 }
 
 int main(int argc, char **argv)
@@ -53,8 +69,17 @@ int main(int argc, char **argv)
         return usage_error ? EXIT_USAGE : 1;
     }
 
+    /* The API runs from here to just before vm_destroy: it reads the VM's
+     * devices and event bus. */
+    struct api_server *api = NULL;
+    if (cfg.api_sock && api_server_start(&api, &vm, cfg.api_sock) < 0) {
+        vm_destroy(&vm);
+        return 1;
+    }
+
     struct console console;
     if (console_start(&console, &vm, vm.console_uart, STDIN_FILENO) < 0) {
+        api_server_stop(api);
         vm_destroy(&vm);
         return 1;
     }
@@ -68,6 +93,11 @@ int main(int argc, char **argv)
         log_error("%s", vm.stop_detail);
     else
         log_info("%s", vm.stop_detail);
+    /* Event readers get the last word, then their streams end. */
+    event_publish(&vm.events, "shutdown", "\"reason\":\"%s\",\"status\":%d",
+                  stop_reason_word(reason), status);
+    event_bus_close(&vm.events);
+    api_server_stop(api);
     vm_destroy(&vm);
     return status;
 }
