@@ -34,10 +34,12 @@ struct api_server {
 
 /* One request, from its headers to its completion (MHD's con_cls). */
 struct api_request {
-    const struct api_route *route;
     const struct api_method *method;
     char id[64];                /* {id} of /virtio-mem/{id}, cut at 63: no ID is so long */
-    bool answered;              /* a response was queued before the body */
+    bool answered;              /* a response was queued */
+    unsigned err_status;        /* an error found from the headers, sent once */
+    const char *err_allow;      /* the body is in (so the client is not cut */
+    char err_msg[320];          /* off mid-send and keep-alive survives) */
     bool too_large;             /* body beyond API_MAX_BODY: being discarded */
     size_t discarded;
     char *body;
@@ -45,13 +47,13 @@ struct api_request {
     char action[16];            /* PUT /vm/actions: run once the reply is out */
 };
 
-/* First call for a request (headers only): finds the route and answers what
- * needs no body (404, 405, 400 for the query, 413 by Content-Length, 415).
- * Returns true when it queued a response (*ret is MHD's result). */
-bool api_route_begin(struct api_server *s, struct MHD_Connection *c, const char *url,
-                     const char *method, struct api_request *r, enum MHD_Result *ret);
+/* First call for a request (headers only): finds the route and notes in r
+ * the errors the headers decide (404, 405, 400 for the query, 415). */
+void api_route_begin(struct api_server *s, struct MHD_Connection *c, const char *url,
+                     const char *method, struct api_request *r);
 
-/* The whole body is in r: runs the handler. */
+/* The whole body is in r (and fits): sends the noted error or runs the
+ * handler. */
 enum MHD_Result api_route_finish(struct api_server *s, struct MHD_Connection *c,
                                  struct api_request *r);
 

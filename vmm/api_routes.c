@@ -1,8 +1,9 @@
 /* The API's resources: the route table (paths, methods, query parameters,
  * whether a JSON body is expected) and the handlers. The order of checks is
- * 404, 405, 400 (query), 413, 415, then the handler's own 404/400. */
+ * 404, 405, 400 (query), 415, 413, then the handler's own 404/400. */
 #include <errno.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -71,10 +72,11 @@ static enum MHD_Result get_virtio_mem(struct api_server *s, struct MHD_Connectio
     return api_send_json(c, MHD_HTTP_OK, api_json_virtio_mem(&d));
 }
 
-/* ?wait=SECONDS: 0 < S <= 3600, decimals allowed. */
+/* ?wait=SECONDS: 0 < S <= 3600, plain decimal ("2", "0.5"): no sign,
+ * exponent, hex, inf or nan, which strtod alone would take. */
 static int parse_wait(const char *text, double *out)
 {
-    if (!text || !*text)
+    if (!text || !*text || strspn(text, "0123456789.") != strlen(text))
         return -EINVAL;
     char *end;
     errno = 0;
@@ -296,14 +298,26 @@ static bool is_json(const char *content_type)
     return *rest == '\0' || *rest == ';';
 }
 
-bool api_route_begin(struct api_server *s, struct MHD_Connection *c, const char *url,
-                     const char *method, struct api_request *r, enum MHD_Result *ret)
+__attribute__((format(printf, 4, 5)))
+static void note_error(struct api_request *r, unsigned status, const char *allow,
+                       const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(r->err_msg, sizeof(r->err_msg), fmt, ap);
+    va_end(ap);
+    r->err_status = status;
+    r->err_allow = allow;
+}
+
+void api_route_begin(struct api_server *s, struct MHD_Connection *c, const char *url,
+                     const char *method, struct api_request *r)
 {
     (void)s;
     const struct api_route *rt = find_route(url, r);
     if (!rt) {
-        *ret = api_send_error(c, MHD_HTTP_NOT_FOUND, NULL, "no such resource: %.200s", url);
-        return true;
+        note_error(r, MHD_HTTP_NOT_FOUND, NULL, "no such resource: %.200s", url);
+        return;
     }
     const struct api_method *m = NULL;
     for (const struct api_method *k = rt->methods; k->name; k++) {
@@ -311,40 +325,28 @@ bool api_route_begin(struct api_server *s, struct MHD_Connection *c, const char 
             m = k;
     }
     if (!m) {
-        *ret = api_send_error(c, MHD_HTTP_METHOD_NOT_ALLOWED, rt->allow,
-                              "method %.32s not allowed on %.200s (allowed: %s)", method, url,
-                              rt->allow);
-        return true;
+        note_error(r, MHD_HTTP_METHOD_NOT_ALLOWED, rt->allow,
+                   "method %.32s not allowed on %.200s (allowed: %s)", method, url, rt->allow);
+        return;
     }
-    r->route = rt;
     r->method = m;
 
     struct query_check q = {.allowed = m->query};
     MHD_get_connection_values(c, MHD_GET_ARGUMENT_KIND, check_query_arg, &q);
     if (q.bad[0]) {
-        *ret = api_send_error(c, MHD_HTTP_BAD_REQUEST, NULL, "unknown query parameter '%s'",
-                              q.bad);
-        return true;
-    }
-
-    const char *length = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
-                                                     MHD_HTTP_HEADER_CONTENT_LENGTH);
-    if (length && strtoull(length, NULL, 10) > API_MAX_BODY) {
-        *ret = api_send_error(c, MHD_HTTP_CONTENT_TOO_LARGE, NULL,
-                              "the request body is larger than %d bytes", API_MAX_BODY);
-        return true;
+        note_error(r, MHD_HTTP_BAD_REQUEST, NULL, "unknown query parameter '%s'", q.bad);
+        return;
     }
     if (m->json_body && !is_json(MHD_lookup_connection_value(c, MHD_HEADER_KIND,
-                                                             MHD_HTTP_HEADER_CONTENT_TYPE))) {
-        *ret = api_send_error(c, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE, NULL,
-                              "%s %s needs Content-Type: application/json", method, rt->path);
-        return true;
-    }
-    return false;
+                                                             MHD_HTTP_HEADER_CONTENT_TYPE)))
+        note_error(r, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE, NULL,
+                   "%s %s needs Content-Type: application/json", method, rt->path);
 }
 
 enum MHD_Result api_route_finish(struct api_server *s, struct MHD_Connection *c,
                                  struct api_request *r)
 {
+    if (r->err_status)
+        return api_send_error(c, r->err_status, r->err_allow, "%s", r->err_msg);
     return r->method->handler(s, c, r);
 }

@@ -56,10 +56,15 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
             return MHD_NO;
         *con_cls = r;
         atomic_fetch_add(&s->in_flight, 1);
-        enum MHD_Result ret;
-        if (api_route_begin(s, c, url, method, r, &ret)) {
+        api_route_begin(s, c, url, method, r);
+        /* Answers wait for the body, so a client still sending is not cut
+         * off; one announcing more than we would read is answered now. */
+        const char *length = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
+                                                         MHD_HTTP_HEADER_CONTENT_LENGTH);
+        if (length && strtoull(length, NULL, 10) > API_MAX_DISCARD) {
             r->answered = true;
-            return ret;
+            return api_send_error(c, MHD_HTTP_CONTENT_TOO_LARGE, NULL,
+                                  "the request body is larger than %d bytes", API_MAX_BODY);
         }
         return MHD_YES;
     }
@@ -90,7 +95,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         return MHD_YES;
     }
     r->answered = true;
-    if (r->too_large)
+    if (r->too_large && !r->err_status)
         return api_send_error(c, MHD_HTTP_CONTENT_TOO_LARGE, NULL,
                               "the request body is larger than %d bytes", API_MAX_BODY);
     return api_route_finish(s, c, r);
