@@ -298,6 +298,22 @@ static bool is_json(const char *content_type)
     return *rest == '\0' || *rest == ';';
 }
 
+/* libmicrohttpd is lenient; RFC 9110 is not: a header or query parameter
+ * with an empty name or a NUL in it is refused (the NUL would silently cut
+ * the string our handlers see). */
+static enum MHD_Result check_value(void *cls, enum MHD_ValueKind kind, const char *key,
+                                   size_t key_size, const char *value, size_t value_size)
+{
+    bool *bad = cls;
+    if (key_size == 0 || !key || strlen(key) != key_size ||
+        (value && strlen(value) != value_size)) {
+        *bad = true;
+        return MHD_NO;
+    }
+    (void)kind;
+    return MHD_YES;
+}
+
 __attribute__((format(printf, 4, 5)))
 static void note_error(struct api_request *r, unsigned status, const char *allow,
                        const char *fmt, ...)
@@ -314,6 +330,13 @@ void api_route_begin(struct api_server *s, struct MHD_Connection *c, const char 
                      const char *method, struct api_request *r)
 {
     (void)s;
+    bool bad = false;
+    MHD_get_connection_values_n(c, MHD_HEADER_KIND | MHD_GET_ARGUMENT_KIND, check_value, &bad);
+    if (bad) {
+        note_error(r, MHD_HTTP_BAD_REQUEST, NULL,
+                   "a header or query parameter has an empty name or a NUL character");
+        return;
+    }
     const struct api_route *rt = find_route(url, r);
     if (!rt) {
         note_error(r, MHD_HTTP_NOT_FOUND, NULL, "no such resource: %.200s", url);

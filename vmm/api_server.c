@@ -170,6 +170,9 @@ int api_server_start(struct api_server **out, struct vm *vm, const char *path)
         MHD_OPTION_CONNECTION_TIMEOUT, s->timeout_s,
         MHD_OPTION_CONNECTION_LIMIT, (unsigned)API_MAX_CONNECTIONS,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+        /* Refuse sloppy requests (no Host in HTTP/1.1, spaces in header
+         * names, ...): the API has few clients, all of them tools. */
+        MHD_OPTION_STRICT_FOR_CLIENT, (int)1,
         MHD_OPTION_THREAD_STACK_SIZE, (size_t)(1024 * 1024),
         MHD_OPTION_END);
     if (!s->mhd) {
