@@ -1,6 +1,7 @@
 """Every resource and documented error of the API, through curl and
 http.client, against one running VM (see conftest.py)."""
 import json
+import os
 import re
 import socket
 import threading
@@ -444,3 +445,53 @@ def test_100_concurrent_clients(vmm):
     assert request(vmm.sock, "GET", "/vm").status == 200
     patch(vmm, "x", {"requested_size": 0})
     patch(vmm, "node0", {"requested_size": 0})
+
+
+def threads_of(vmm):
+    return len(os.listdir(f"/proc/{vmm.proc.pid}/task"))
+
+
+def wait_threads(vmm, at_most, timeout=5):
+    deadline = time.time() + timeout
+    while time.time() < deadline and threads_of(vmm) > at_most:
+        time.sleep(0.05)
+    return threads_of(vmm)
+
+
+def test_streams_whose_clients_vanish_end(vmm):
+    """A stream's thread notices its client hung up even when no event comes."""
+    time.sleep(0.3)
+    base = threads_of(vmm)
+    streams = [EventStream(vmm.sock) for _ in range(10)]
+    assert threads_of(vmm) >= base + 10
+    for s in streams:
+        s.close()
+    assert wait_threads(vmm, base) <= base
+
+
+def test_connection_cap(vmm):
+    """Past 256 connections new ones are closed at once; the server recovers."""
+    time.sleep(0.3)
+    base = threads_of(vmm)
+    socks = []
+    try:
+        for _ in range(300):
+            s = socket.socket(socket.AF_UNIX)
+            s.connect(vmm.sock)       # blocking: waits while the backlog is full
+            socks.append(s)
+        time.sleep(0.5)
+        assert threads_of(vmm) <= base + 256 + 2
+        closed = 0
+        for s in socks:
+            s.setblocking(False)
+            try:
+                if s.recv(1) == b"":
+                    closed += 1
+            except BlockingIOError:
+                pass
+        assert closed >= 300 - 256, closed
+    finally:
+        for s in socks:
+            s.close()
+    assert wait_threads(vmm, base) <= base
+    assert request(vmm.sock, "GET", "/vm").status == 200
