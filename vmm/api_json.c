@@ -61,6 +61,7 @@ enum MHD_Result api_send_json(struct MHD_Connection *c, unsigned status, json_t 
     return send_owned(c, status, "application/json", NULL, withnl, len + 1);
 }
 
+__attribute__((format(printf, 4, 0)))
 static enum MHD_Result send_error_v(struct MHD_Connection *c, unsigned status, const char *allow,
                                     const char *fmt, va_list ap)
 {

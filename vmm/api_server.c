@@ -22,6 +22,7 @@
 /* How long stopping waits for requests in progress to finish. */
 #define API_DRAIN_MS 2000
 
+__attribute__((format(printf, 2, 0)))
 static void mhd_log(void *cls, const char *fmt, va_list ap)
 {
     (void)cls;
