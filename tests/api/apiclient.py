@@ -7,6 +7,10 @@ import socket
 import subprocess
 import time
 
+# A short idle timeout (the hidden MINIVMM_API_TIMEOUT_S knob) so the
+# timeout tests run in seconds.
+IDLE_TIMEOUT_S = 2
+
 SANITIZER_MARKS = ("AddressSanitizer", "LeakSanitizer", "UndefinedBehaviorSanitizer",
                    "runtime error:")
 

@@ -9,8 +9,7 @@ import time
 
 import pytest
 
-from apiclient import curl, request, UnixHTTPConnection
-from conftest import IDLE_TIMEOUT_S
+from apiclient import IDLE_TIMEOUT_S, UnixHTTPConnection, curl, request
 
 G = 1 << 30
 M = 1 << 20
