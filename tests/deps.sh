@@ -14,6 +14,7 @@ PACKAGES=(
     cpio e2fsprogs kmod                     # guest and test-host images (depmod)
     zstd xz-utils                           # kernel package contents
     curl socat                              # API clients in tests
+    libmicrohttpd-dev libjansson-dev        # the API server: HTTP and JSON
 )
 
 missing=()

@@ -4,6 +4,9 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "vmm/hotplug_layout.h"
@@ -33,6 +36,9 @@ static const char usage_text[] =
     "                    a guest reboot resets the VM and boots it again (restart,\n"
     "                    the default; virtio-mem memory is unplugged and plugged\n"
     "                    again) or ends minivmm with status 0 (exit)\n"
+    "  --api-sock PATH   serve the HTTP/JSON API (docs/api.md) on a Unix socket\n"
+    "                    created at PATH with mode 0600; a stale socket there is\n"
+    "                    replaced\n"
     "  --verbose         log device and exit details to stderr\n"
     "  --help            show this help\n"
     "  --version         show the version\n"
@@ -77,6 +83,41 @@ static enum cli_result check_readable(const char *opt, const char *path, char *e
     return CLI_RUN;
 }
 
+/* What can be known before starting: the path fits a sockaddr_un, its
+ * directory exists, and nothing but a socket is in the way. Whether a socket
+ * there is live is the server's check (vmm/api_socket.c). */
+static enum cli_result check_api_sock(const char *path, char *err, size_t err_len)
+{
+    struct sockaddr_un sun;
+    if (!*path)
+        return fail(err, err_len, "--api-sock: empty path");
+    if (strlen(path) >= sizeof(sun.sun_path))
+        return fail(err, err_len, "--api-sock: path longer than %zu bytes",
+                    sizeof(sun.sun_path) - 1);
+    struct stat st;
+    if (lstat(path, &st) == 0) {
+        if (!S_ISSOCK(st.st_mode))
+            return fail(err, err_len, "--api-sock %s: exists and is not a socket", path);
+        return CLI_RUN;
+    }
+    if (errno != ENOENT)
+        return fail(err, err_len, "--api-sock %s: %s", path, strerror(errno));
+    char dir[sizeof(sun.sun_path)];
+    snprintf(dir, sizeof(dir), "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (!slash)
+        return CLI_RUN;         /* in the current directory */
+    if (slash == dir)
+        slash[1] = '\0';        /* "/name": the root */
+    else
+        *slash = '\0';
+    if (stat(dir, &st) != 0)
+        return fail(err, err_len, "--api-sock %s: directory %s: %s", path, dir, strerror(errno));
+    if (!S_ISDIR(st.st_mode))
+        return fail(err, err_len, "--api-sock %s: %s is not a directory", path, dir);
+    return CLI_RUN;
+}
+
 struct option_seen {
     const char *name;
     int count;
@@ -94,8 +135,7 @@ enum cli_result cli_parse(int argc, char *const argv[], struct vm_config *cfg,
 {
     struct option_seen seen[] = {
         {"--kernel", 0}, {"--initrd", 0}, {"--cmdline", 0}, {"--mem", 0}, {"--cpus", 0},
-        {"--virtio-mem", 0},
-        {"--on-reboot", 0},
+        {"--virtio-mem", 0}, {"--on-reboot", 0}, {"--api-sock", 0},
     };
     const char *mem_text = NULL, *cpus_text = NULL;
 
@@ -155,6 +195,8 @@ enum cli_result cli_parse(int argc, char *const argv[], struct vm_config *cfg,
                 cfg->exit_on_reboot = true;
             else if (strcmp(value, "restart") != 0)
                 return fail(err, err_len, "--on-reboot '%s': expected restart or exit", value);
+        } else if (!strcmp(opt->name, "--api-sock")) {
+            cfg->api_sock = value;
         } else if (!strcmp(opt->name, "--virtio-mem")) {
             if (cfg->n_virtio_mem == CONFIG_MAX_VIRTIO_MEM)
                 return fail(err, err_len, "--virtio-mem: at most %d devices are supported",
@@ -180,6 +222,9 @@ enum cli_result cli_parse(int argc, char *const argv[], struct vm_config *cfg,
 
     if (cfg->cmdline && strlen(cfg->cmdline) >= CONFIG_MAX_CMDLINE)
         return fail(err, err_len, "--cmdline: longer than %d bytes", CONFIG_MAX_CMDLINE - 1);
+
+    if (cfg->api_sock && check_api_sock(cfg->api_sock, err, err_len) != CLI_RUN)
+        return CLI_ERROR;
 
     cfg->mem_size = 512ULL << 20;
     if (mem_text) {

@@ -36,6 +36,7 @@ struct vm_config {
     unsigned ncpus;
     bool verbose;
     bool exit_on_reboot;           /* --on-reboot exit */
+    const char *api_sock;          /* NULL: no API server */
     struct virtio_mem_opts virtio_mem[CONFIG_MAX_VIRTIO_MEM];
     unsigned n_virtio_mem;
 };

@@ -41,6 +41,10 @@ int event_bus_next(struct event_bus *bus, uint64_t *cursor, char *buf, size_t le
  * the future starts with *cursor = event_bus_last(bus). */
 uint64_t event_bus_last(struct event_bus *bus);
 
+/* Copies in to out as the inside of a JSON string (quotes, backslashes and
+ * control characters escaped), truncated to fit len. */
+void event_json_escape(const char *in, char *out, size_t len);
+
 void event_bus_close(struct event_bus *bus);
 void event_bus_destroy(struct event_bus *bus);
 

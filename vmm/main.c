@@ -5,6 +5,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "vmm/api_server.h"
 #include "vmm/cli.h"
 #include "vmm/console.h"
 #include "vmm/ctl.h"
@@ -27,6 +28,21 @@ static void block_signals(void)
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     /* A closed console must not kill the VMM mid-write. */
     signal(SIGPIPE, SIG_IGN);
+}
+
+/* For the "shutdown" event. */
+static const char *stop_reason_word(enum vm_stop_reason reason)
+{
+    switch (reason) {
+    case VM_STOP_POWEROFF: return "poweroff";
+    case VM_STOP_REBOOT: return "reboot";
+    case VM_STOP_SIGNAL: return "signal";
+    case VM_STOP_USER: return "user";
+    case VM_STOP_ERROR: return "error";
+    case VM_STOP_API: return "api";
+    case VM_RUNNING: break;
+    }
+    return "unknown";
 }
 
 int main(int argc, char **argv)
@@ -57,11 +73,19 @@ int main(int argc, char **argv)
         return usage_error ? EXIT_USAGE : 1;
     }
 
+    /* The API runs from here to just before vm_destroy: it reads the VM's
+     * devices and event bus. */
+    struct api_server *api = NULL;
+    if (cfg.api_sock && api_server_start(&api, &vm, cfg.api_sock) < 0) {
+        vm_destroy(&vm);
+        return 1;
+    }
+
     struct console console;
     for (;;) {
         if (console_start(&console, &vm, vm.console_uart, STDIN_FILENO) < 0) {
-            vm_destroy(&vm);
-            return 1;
+            status = 1;
+            break;
         }
         /* On failure vm_start has already requested a stop; vm_wait joins what ran. */
         vm_start(&vm);
@@ -71,17 +95,26 @@ int main(int argc, char **argv)
         enum vm_stop_reason reason = vm_stop_reason(&vm);
         if (reason == VM_STOP_REBOOT && !cfg.exit_on_reboot) {
             log_info("%s: resetting the VM", vm.stop_detail);
+            char detail[sizeof(vm.stop_detail) * 2];
+            event_json_escape(vm.stop_detail, detail, sizeof(detail));
+            event_publish(&vm.events, "reboot", "\"reason\":\"%s\"", detail);
             if (vm_reset(&vm) == 0)
                 continue;
             status = 1;
+            event_publish(&vm.events, "shutdown", "\"reason\":\"error\",\"status\":%d", status);
             break;
         }
         if (reason == VM_STOP_ERROR)
             log_error("%s", vm.stop_detail);
         else
             log_info("%s", vm.stop_detail);
+        /* Event readers get the last word, then their streams end. */
+        event_publish(&vm.events, "shutdown", "\"reason\":\"%s\",\"status\":%d",
+                      stop_reason_word(reason), status);
         break;
     }
+    event_bus_close(&vm.events);
+    api_server_stop(api);
     vm_destroy(&vm);
     return status;
 }

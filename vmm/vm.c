@@ -164,7 +164,6 @@ static int vm_build(struct vm *vm, bool *usage_error)
         if (rc < 0)
             return rc;
     }
-    clock_gettime(CLOCK_MONOTONIC, &vm->boot_time);
     return 0;
 }
 
@@ -200,8 +199,15 @@ int vm_create(struct vm *vm, const struct vm_config *cfg, bool *usage_error)
     vm->kvm_fd = vm->vm_fd = -1;
     guest_mem_init(&vm->mem, -1);
     pthread_mutex_init(&vm->stop_lock, NULL);
-    clock_gettime(CLOCK_MONOTONIC, &vm->start_time);
+    pthread_rwlock_init(&vm->control_lock, NULL);
     *usage_error = false;
+    vm->created_ns = vm->booted_ns = vm_clock_ns();
+    int rc = event_bus_init(&vm->events);
+    if (rc < 0) {
+        log_error("event bus: %s", strerror(-rc));
+        vm->stop_eventfd = -1;
+        return rc;
+    }
 
     vm->stop_eventfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (vm->stop_eventfd < 0) {
@@ -224,6 +230,7 @@ int vm_reset(struct vm *vm)
         vm->requested_after_reset[i] = c.requested_size;
         vm->requested_after_reset_valid = true;
     }
+    pthread_rwlock_wrlock(&vm->control_lock);
     vm_teardown(vm);
 
     pthread_mutex_lock(&vm->stop_lock);
@@ -234,9 +241,10 @@ int vm_reset(struct vm *vm)
         ;
     pthread_mutex_unlock(&vm->stop_lock);
 
-    vm->reboots++;
+    __atomic_add_fetch(&vm->reboots, 1, __ATOMIC_RELAXED);
     bool usage_error;
     int rc = vm_build(vm, &usage_error);
+    pthread_rwlock_unlock(&vm->control_lock);
     if (rc < 0)
         log_error("rebuilding the VM after the guest's reboot failed");
     return rc;
@@ -271,6 +279,7 @@ int vm_start(struct vm *vm)
         log_error("sigaction SIGUSR1: %s", strerror(errno));
         return -errno;
     }
+    __atomic_store_n(&vm->booted_ns, vm_clock_ns(), __ATOMIC_RELAXED);  /* API reads it */
     int drc = vm_devices_start(vm);
     if (drc) {
         vm_request_stop(vm, VM_STOP_ERROR, "could not start the device threads");
@@ -407,4 +416,6 @@ void vm_destroy(struct vm *vm)
     if (vm->stop_eventfd >= 0)
         close(vm->stop_eventfd);
     vm->stop_eventfd = -1;
+    event_bus_close(&vm->events);
+    event_bus_destroy(&vm->events);
 }

@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "vmm/config.h"
+#include "vmm/events.h"
 #include "vmm/guest_mem.h"
 #include "vmm/io_bus.h"
 
@@ -20,6 +21,7 @@ enum vm_stop_reason {
     VM_STOP_SIGNAL,         /* SIGINT/SIGTERM/SIGHUP */
     VM_STOP_USER,           /* console escape Ctrl-A x */
     VM_STOP_ERROR,          /* the VMM failed */
+    VM_STOP_API,            /* PUT /vm/actions shutdown */
 };
 
 struct vcpu {
@@ -64,10 +66,10 @@ struct vm {
     void *arch;                 /* owned by arch/<arch>/ */
     struct serial_16550 *console_uart;  /* set by the arch; fed by the console */
 
-    /* Kept across guest reboots (vm_reset). */
-    struct timespec start_time;         /* minivmm started */
-    struct timespec boot_time;          /* this boot of the guest */
-    uint64_t reboots;
+    /* Kept across guest reboots (vm_reset). Readers outside the VM's own
+     * threads (the API) hold control_lock for reading; vm_reset rebuilds
+     * the devices under it for writing. */
+    pthread_rwlock_t control_lock;
     uint64_t requested_after_reset[CONFIG_MAX_VIRTIO_MEM];  /* per virtio-mem device */
     bool requested_after_reset_valid;
 
@@ -75,6 +77,12 @@ struct vm {
     enum vm_stop_reason stop_reason;
     char stop_detail[160];
     int stop_eventfd;           /* readable once a stop was requested */
+
+    /* For the API (vmm/vm_control.c): what happens to the VM, and since when. */
+    struct event_bus events;
+    int64_t created_ns;         /* CLOCK_MONOTONIC at vm_create */
+    int64_t booted_ns;          /* CLOCK_MONOTONIC when the guest last started (atomic) */
+    uint64_t reboots;           /* guest resets served */
 };
 
 /* Creates the VM, its memory and platform devices and loads the kernel.
@@ -104,6 +112,14 @@ bool vm_stopping(struct vm *vm);
 int vm_wait(struct vm *vm);
 
 void vm_destroy(struct vm *vm);
+
+/* CLOCK_MONOTONIC in nanoseconds (uptimes). */
+static inline int64_t vm_clock_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
 
 /* Dispatches one vCPU exit; exposed for the vCPU loop. */
 int vcpu_run_loop(struct vcpu *vcpu);

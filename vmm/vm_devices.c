@@ -11,6 +11,21 @@
 #include "vmm/log.h"
 #include "vmm/size_parse.h"
 
+/* Device changes become events for API clients (GET /events). */
+static void publish_device_event(void *opaque, struct virtio_mem *m, enum virtio_mem_event what)
+{
+    struct vm *vm = opaque;
+    if (what == VIRTIO_MEM_EVENT_PLUGGED) {
+        struct virtio_mem_config c;
+        virtio_mem_get_config(m, &c);
+        event_publish(&vm->events, "virtio_mem_plugged", "\"id\":\"%s\",\"plugged_size\":%llu",
+                      m->id, (unsigned long long)c.plugged_size);
+    } else {
+        event_publish(&vm->events, "virtio_mem_driver", "\"id\":\"%s\",\"state\":\"%s\"", m->id,
+                      what == VIRTIO_MEM_EVENT_DRIVER_ACTIVE ? "active" : "not_probed");
+    }
+}
+
 /* A guest access to a hotplug region where no memslot is registered (its
  * blocks are unplugged) exits to us as MMIO: a misbehaving guest, logged, and
  * reads see all-ones as for any hole. */
@@ -112,6 +127,8 @@ int vm_devices_create(struct vm *vm)
             return rc;
         }
         v->dev_ready = true;
+        v->dev.observer = publish_device_event;
+        v->dev.observer_opaque = vm;
 
         char name[48];
         snprintf(name, sizeof(name), "virtio-mem %s", o->id);

@@ -256,3 +256,33 @@ TEST(on_reboot)
     EXPECT_ERROR("--on-reboot 'halt': expected restart or exit", "--kernel", existing_file(),
                  "--on-reboot", "halt");
 }
+
+TEST(api_sock)
+{
+    struct vm_config cfg;
+    char err[512];
+    CHECK_EQ(parse(&cfg, err, sizeof(err), "--kernel", existing_file(), NULL), CLI_RUN);
+    CHECK(cfg.api_sock == NULL);
+    CHECK_EQ(parse(&cfg, err, sizeof(err), "--kernel", existing_file(), "--api-sock",
+                   "/tmp/minivmm-test-cli.sock", NULL),
+             CLI_RUN);
+    CHECK(!strcmp(cfg.api_sock, "/tmp/minivmm-test-cli.sock"));
+    CHECK_EQ(parse(&cfg, err, sizeof(err), "--kernel", existing_file(), "--api-sock=vm.sock",
+                   NULL),
+             CLI_RUN);
+
+    const char *k = existing_file();
+    char longpath[200];
+    memset(longpath, 'a', sizeof(longpath) - 1);
+    longpath[0] = '/';
+    longpath[sizeof(longpath) - 1] = '\0';
+    EXPECT_ERROR("--api-sock: empty path", "--kernel", k, "--api-sock", "");
+    EXPECT_ERROR("--api-sock: path longer than 107 bytes", "--kernel", k, "--api-sock", longpath);
+    EXPECT_ERROR("--api-sock /proc/self/exe: exists and is not a socket", "--kernel", k,
+                 "--api-sock", "/proc/self/exe");
+    EXPECT_ERROR("--api-sock /nonexistent-minivmm/vm.sock: directory /nonexistent-minivmm:",
+                 "--kernel", k, "--api-sock", "/nonexistent-minivmm/vm.sock");
+    EXPECT_ERROR("--api-sock: given more than once", "--kernel", k, "--api-sock", "a",
+                 "--api-sock", "b");
+    EXPECT_ERROR("--api-sock: missing value", "--kernel", k, "--api-sock");
+}

@@ -1,0 +1,67 @@
+/* Shared by the API server's files: the server, one request's state, and the
+ * entry points between connection handling (api_server.c), routing
+ * (api_routes.c) and the event stream (api_events.c). */
+#ifndef MINIVMM_API_INTERNAL_H
+#define MINIVMM_API_INTERNAL_H
+
+#include <microhttpd.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "vmm/api_socket.h"
+#include "vmm/config.h"
+
+#define API_MAX_BODY (64 * 1024)
+#define API_MAX_CONNECTIONS 256
+#define API_DEFAULT_TIMEOUT_S 30
+/* How often blocked requests (?wait, /events) look at the world: the
+ * server stopping, the client gone. */
+#define API_POLL_MS 50
+
+struct vm;
+struct api_route;
+struct api_method;
+
+struct api_server {
+    struct vm *vm;
+    struct MHD_Daemon *mhd;
+    struct api_socket sock;
+    unsigned timeout_s;         /* idle connections are closed after it */
+    atomic_bool stopping;       /* long requests end when set */
+    atomic_int in_flight;       /* requests begun and not yet completed */
+};
+
+/* One request, from its headers to its completion (MHD's con_cls). */
+struct api_request {
+    const struct api_method *method;
+    char id[64];                /* {id} of /virtio-mem/{id}, cut at 63: no ID is so long */
+    bool answered;              /* a response was queued */
+    unsigned err_status;        /* an error found from the headers, sent once */
+    const char *err_allow;      /* the body is in (so the client is not cut */
+    char err_msg[320];          /* off mid-send and keep-alive survives) */
+    bool too_large;             /* body beyond API_MAX_BODY: being discarded */
+    size_t discarded;
+    char *body;
+    size_t len;
+    char action[16];            /* PUT /vm/actions: run once the reply is out */
+};
+
+/* First call for a request (headers only): finds the route and notes in r
+ * the errors the headers decide (404, 405, 400 for the query, 415). */
+void api_route_begin(struct api_server *s, struct MHD_Connection *c, const char *url,
+                     const char *method, struct api_request *r);
+
+/* The whole body is in r (and fits): sends the noted error or runs the
+ * handler. */
+enum MHD_Result api_route_finish(struct api_server *s, struct MHD_Connection *c,
+                                 struct api_request *r);
+
+/* GET /events. */
+enum MHD_Result api_events_get(struct api_server *s, struct MHD_Connection *c);
+
+/* Sets this connection's idle timeout (0: none), for requests that
+ * legitimately stay quiet longer than the server's timeout. */
+void api_connection_timeout(struct MHD_Connection *c, unsigned seconds);
+
+#endif

@@ -1,0 +1,375 @@
+/* The API's resources: the route table (paths, methods, query parameters,
+ * whether a JSON body is expected) and the handlers. The order of checks is
+ * 404, 405, 400 (query), 415, 413, then the handler's own 404/400. */
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "vmm/api_internal.h"
+#include "vmm/api_json.h"
+#include "vmm/vm_control.h"
+
+typedef enum MHD_Result (*api_handler)(struct api_server *s, struct MHD_Connection *c,
+                                       struct api_request *r);
+
+struct api_method {
+    const char *name;           /* NULL ends the list */
+    api_handler handler;
+    bool json_body;             /* needs Content-Type: application/json */
+    const char *query;          /* the one query parameter allowed, or NULL */
+};
+
+struct api_route {
+    const char *path;           /* exact, or the prefix before {id} */
+    bool takes_id;
+    const char *allow;          /* the Allow header of a 405 */
+    struct api_method methods[3];
+};
+
+static enum MHD_Result get_vm(struct api_server *s, struct MHD_Connection *c,
+                              struct api_request *r)
+{
+    (void)r;
+    struct vmc_vm_info info;
+    vmc_vm_info(s->vm, &info);
+    return api_send_json(c, MHD_HTTP_OK, api_json_vm(&info));
+}
+
+static enum MHD_Result get_virtio_mem_list(struct api_server *s, struct MHD_Connection *c,
+                                           struct api_request *r)
+{
+    (void)r;
+    json_t *list = json_array();
+    unsigned n = vmc_virtio_mem_count(s->vm);
+    for (unsigned i = 0; list && i < n; i++) {
+        struct vmc_virtio_mem_info d;
+        if (vmc_virtio_mem_at(s->vm, i, &d) != 0)
+            continue;
+        if (json_array_append_new(list, api_json_virtio_mem(&d)) != 0) {
+            json_decref(list);
+            list = NULL;
+        }
+    }
+    return api_send_json(c, MHD_HTTP_OK, list ? json_pack("{s:o}", "devices", list) : NULL);
+}
+
+static enum MHD_Result no_such_device(struct MHD_Connection *c, const char *id)
+{
+    return api_send_error(c, MHD_HTTP_NOT_FOUND, NULL, "no virtio-mem device '%s'", id);
+}
+
+static enum MHD_Result get_virtio_mem(struct api_server *s, struct MHD_Connection *c,
+                                      struct api_request *r)
+{
+    struct vmc_virtio_mem_info d;
+    if (vmc_virtio_mem_get(s->vm, r->id, &d) != 0)
+        return no_such_device(c, r->id);
+    return api_send_json(c, MHD_HTTP_OK, api_json_virtio_mem(&d));
+}
+
+/* ?wait=SECONDS: 0 < S <= 3600, plain decimal ("2", "0.5"): no sign,
+ * exponent, hex, inf or nan, which strtod alone would take. */
+static int parse_wait(const char *text, double *out)
+{
+    if (!text || !*text || strspn(text, "0123456789.") != strlen(text))
+        return -EINVAL;
+    char *end;
+    errno = 0;
+    double v = strtod(text, &end);
+    if (errno || *end || !isfinite(v) || v <= 0 || v > 3600)
+        return -EINVAL;
+    *out = v;
+    return 0;
+}
+
+static double mono_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Polls the device until the guest has plugged what was requested. The
+ * connection's idle timeout is off meanwhile: this request is quiet on
+ * purpose. Returns 1 reached, 0 timed out, -ENOENT device gone. */
+static int wait_plugged(struct api_server *s, struct MHD_Connection *c, const char *id,
+                        double seconds, struct vmc_virtio_mem_info *d)
+{
+    double deadline = mono_s() + seconds;
+    api_connection_timeout(c, 0);
+    int result;
+    for (;;) {
+        if (vmc_virtio_mem_get(s->vm, id, d) != 0) {
+            result = -ENOENT;
+            break;
+        }
+        if (d->plugged_size == d->requested_size) {
+            result = 1;
+            break;
+        }
+        double left = deadline - mono_s();
+        if (left <= 0 || atomic_load(&s->stopping)) {
+            result = 0;
+            break;
+        }
+        double step = left < API_POLL_MS / 1000.0 ? left : API_POLL_MS / 1000.0;
+        struct timespec ts = {(time_t)step, (long)((step - (double)(time_t)step) * 1e9)};
+        nanosleep(&ts, NULL);
+    }
+    api_connection_timeout(c, s->timeout_s);
+    return result;
+}
+
+static enum MHD_Result patch_virtio_mem(struct api_server *s, struct MHD_Connection *c,
+                                        struct api_request *r)
+{
+    struct vmc_virtio_mem_info d;
+    if (vmc_virtio_mem_get(s->vm, r->id, &d) != 0)
+        return no_such_device(c, r->id);
+
+    double wait_s = 0;
+    const char *wait = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "wait");
+    bool waiting = MHD_lookup_connection_value_n(c, MHD_GET_ARGUMENT_KIND, "wait", 4, NULL,
+                                                 NULL) == MHD_YES;
+    if (waiting && parse_wait(wait, &wait_s) != 0)
+        return api_send_error(c, MHD_HTTP_BAD_REQUEST, NULL,
+                              "wait '%.40s': expected seconds, more than 0 and at most 3600",
+                              wait ? wait : "");
+
+    static const char *const fields[] = {"requested_size", NULL};
+    char err[256];
+    json_t *body = api_json_parse_object(r->body, r->len, fields, err, sizeof(err));
+    if (!body)
+        return api_send_error(c, MHD_HTTP_BAD_REQUEST, NULL, "%s", err);
+    json_t *value = json_object_get(body, "requested_size");
+    uint64_t requested;
+    int rc = value ? api_json_size("requested_size", value, &requested, err, sizeof(err))
+                   : (snprintf(err, sizeof(err), "requested_size is required"), -EINVAL);
+    json_decref(body);
+    if (rc)
+        return api_send_error(c, MHD_HTTP_BAD_REQUEST, NULL, "%s", err);
+
+    rc = vmc_virtio_mem_resize(s->vm, r->id, requested, err, sizeof(err));
+    if (rc == -ENOENT)
+        return no_such_device(c, r->id);
+    if (rc == -EINVAL)
+        return api_send_error(c, MHD_HTTP_BAD_REQUEST, NULL, "%s", err);
+    if (rc)
+        return api_send_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, NULL, "%s", err);
+
+    if (!waiting) {
+        if (vmc_virtio_mem_get(s->vm, r->id, &d) != 0)
+            return no_such_device(c, r->id);
+        return api_send_json(c, MHD_HTTP_ACCEPTED, api_json_virtio_mem(&d));
+    }
+    rc = wait_plugged(s, c, r->id, wait_s, &d);
+    if (rc < 0)
+        return no_such_device(c, r->id);
+    if (rc == 1)
+        return api_send_json(c, MHD_HTTP_OK, api_json_virtio_mem(&d));
+    json_t *dev = api_json_virtio_mem(&d);
+    if (dev && json_object_set_new(dev, "timed_out", json_true()) != 0) {
+        json_decref(dev);
+        dev = NULL;
+    }
+    return api_send_json(c, MHD_HTTP_ACCEPTED, dev);
+}
+
+static enum MHD_Result put_actions(struct api_server *s, struct MHD_Connection *c,
+                                   struct api_request *r)
+{
+    (void)s;
+    static const char *const fields[] = {"action", NULL};
+    char err[256];
+    json_t *body = api_json_parse_object(r->body, r->len, fields, err, sizeof(err));
+    if (!body)
+        return api_send_error(c, MHD_HTTP_BAD_REQUEST, NULL, "%s", err);
+    json_t *value = json_object_get(body, "action");
+    const char *action = json_string_value(value);
+    enum MHD_Result ret;
+    if (!value) {
+        ret = api_send_error(c, MHD_HTTP_BAD_REQUEST, NULL, "action is required");
+    } else if (!action) {
+        ret = api_send_error(c, MHD_HTTP_BAD_REQUEST, NULL, "action: expected a string");
+    } else if (strcmp(action, "shutdown") != 0 && strcmp(action, "reboot") != 0) {
+        ret = api_send_error(c, MHD_HTTP_BAD_REQUEST, NULL,
+                             "action '%.40s': expected \"shutdown\" or \"reboot\"", action);
+    } else {
+        /* Taken at completion (api_server.c), once this reply is sent. */
+        snprintf(r->action, sizeof(r->action), "%s", action);
+        ret = api_send_json(c, MHD_HTTP_ACCEPTED, json_pack("{s:s}", "action", action));
+    }
+    json_decref(body);
+    return ret;
+}
+
+static enum MHD_Result get_metrics(struct api_server *s, struct MHD_Connection *c,
+                                   struct api_request *r)
+{
+    (void)r;
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    if (!f)
+        return api_send_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, NULL, "open_memstream: %s",
+                              strerror(errno));
+    vmc_metrics(s->vm, f);
+    if (fclose(f) != 0) {
+        free(text);
+        return api_send_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, NULL,
+                              "could not format the metrics");
+    }
+    return api_send_text(c, MHD_HTTP_OK, "text/plain; version=0.0.4; charset=utf-8", text, len);
+}
+
+static enum MHD_Result get_events(struct api_server *s, struct MHD_Connection *c,
+                                  struct api_request *r)
+{
+    (void)r;
+    return api_events_get(s, c);
+}
+
+/* Keep in step with docs/openapi.json (tests/api checks both ways). */
+static const struct api_route routes[] = {
+    {"/vm", false, "GET", {{"GET", get_vm, false, NULL}}},
+    {"/vm/actions", false, "PUT", {{"PUT", put_actions, true, NULL}}},
+    {"/virtio-mem", false, "GET", {{"GET", get_virtio_mem_list, false, NULL}}},
+    {"/virtio-mem/", true, "GET, PATCH",
+     {{"GET", get_virtio_mem, false, NULL}, {"PATCH", patch_virtio_mem, true, "wait"}}},
+    {"/events", false, "GET", {{"GET", get_events, false, "since"}}},
+    {"/metrics", false, "GET", {{"GET", get_metrics, false, NULL}}},
+};
+
+static const struct api_route *find_route(const char *url, struct api_request *r)
+{
+    for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
+        const struct api_route *rt = &routes[i];
+        if (!rt->takes_id) {
+            if (!strcmp(url, rt->path))
+                return rt;
+            continue;
+        }
+        size_t n = strlen(rt->path);
+        const char *id = url + n;
+        if (strncmp(url, rt->path, n) != 0 || !*id || strchr(id, '/'))
+            continue;
+        /* Cut or not, longer than any device ID: the handler's 404. */
+        snprintf(r->id, sizeof(r->id), "%s", id);
+        return rt;
+    }
+    return NULL;
+}
+
+struct query_check {
+    const char *allowed;
+    char bad[64];
+};
+
+static enum MHD_Result check_query_arg(void *cls, enum MHD_ValueKind kind, const char *key,
+                                       const char *value)
+{
+    (void)kind;
+    (void)value;
+    struct query_check *q = cls;
+    if (q->allowed && !strcmp(key, q->allowed))
+        return MHD_YES;
+    snprintf(q->bad, sizeof(q->bad), "%s", key);
+    return MHD_NO;              /* stop at the first unknown one */
+}
+
+/* "application/json", any case, optionally with parameters ("; charset=utf-8"). */
+static bool is_json(const char *content_type)
+{
+    static const char want[] = "application/json";
+    if (!content_type)
+        return false;
+    while (*content_type == ' ' || *content_type == '\t')
+        content_type++;
+    if (strncasecmp(content_type, want, sizeof(want) - 1) != 0)
+        return false;
+    const char *rest = content_type + sizeof(want) - 1;
+    while (*rest == ' ' || *rest == '\t')
+        rest++;
+    return *rest == '\0' || *rest == ';';
+}
+
+/* libmicrohttpd is lenient; RFC 9110 is not: a header or query parameter
+ * with an empty name or a NUL in it is refused (the NUL would silently cut
+ * the string our handlers see). */
+static enum MHD_Result check_value(void *cls, enum MHD_ValueKind kind, const char *key,
+                                   size_t key_size, const char *value, size_t value_size)
+{
+    bool *bad = cls;
+    if (key_size == 0 || !key || strlen(key) != key_size ||
+        (value && strlen(value) != value_size)) {
+        *bad = true;
+        return MHD_NO;
+    }
+    (void)kind;
+    return MHD_YES;
+}
+
+__attribute__((format(printf, 4, 5)))
+static void note_error(struct api_request *r, unsigned status, const char *allow,
+                       const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(r->err_msg, sizeof(r->err_msg), fmt, ap);
+    va_end(ap);
+    r->err_status = status;
+    r->err_allow = allow;
+}
+
+void api_route_begin(struct api_server *s, struct MHD_Connection *c, const char *url,
+                     const char *method, struct api_request *r)
+{
+    (void)s;
+    bool bad = false;
+    MHD_get_connection_values_n(c, MHD_HEADER_KIND | MHD_GET_ARGUMENT_KIND, check_value, &bad);
+    if (bad) {
+        note_error(r, MHD_HTTP_BAD_REQUEST, NULL,
+                   "a header or query parameter has an empty name or a NUL character");
+        return;
+    }
+    const struct api_route *rt = find_route(url, r);
+    if (!rt) {
+        note_error(r, MHD_HTTP_NOT_FOUND, NULL, "no such resource: %.200s", url);
+        return;
+    }
+    const struct api_method *m = NULL;
+    for (const struct api_method *k = rt->methods; k->name; k++) {
+        if (!strcmp(k->name, method))
+            m = k;
+    }
+    if (!m) {
+        note_error(r, MHD_HTTP_METHOD_NOT_ALLOWED, rt->allow,
+                   "method %.32s not allowed on %.200s (allowed: %s)", method, url, rt->allow);
+        return;
+    }
+    r->method = m;
+
+    struct query_check q = {.allowed = m->query};
+    MHD_get_connection_values(c, MHD_GET_ARGUMENT_KIND, check_query_arg, &q);
+    if (q.bad[0]) {
+        note_error(r, MHD_HTTP_BAD_REQUEST, NULL, "unknown query parameter '%s'", q.bad);
+        return;
+    }
+    if (m->json_body && !is_json(MHD_lookup_connection_value(c, MHD_HEADER_KIND,
+                                                             MHD_HTTP_HEADER_CONTENT_TYPE)))
+        note_error(r, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE, NULL,
+                   "%s %s needs Content-Type: application/json", method, rt->path);
+}
+
+enum MHD_Result api_route_finish(struct api_server *s, struct MHD_Connection *c,
+                                 struct api_request *r)
+{
+    if (r->err_status)
+        return api_send_error(c, r->err_status, r->err_allow, "%s", r->err_msg);
+    return r->method->handler(s, c, r);
+}

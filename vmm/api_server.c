@@ -1,0 +1,208 @@
+/* Socket and libmicrohttpd lifecycle, and the per-request plumbing: the
+ * request context, body collection with its 64 KiB bound, and completion
+ * (where accepted actions take effect). Routing is in api_routes.c. */
+#include "vmm/api_server.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "vmm/api_internal.h"
+#include "vmm/api_json.h"
+#include "vmm/log.h"
+#include "vmm/vm_control.h"
+
+/* Past the 64 KiB limit a body without Content-Length is read and dropped so
+ * the client gets its 413; beyond this much more we just hang up. */
+#define API_MAX_DISCARD (1024 * 1024)
+/* How long stopping waits for requests in progress to finish. */
+#define API_DRAIN_MS 2000
+
+__attribute__((format(printf, 2, 0)))
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    (void)cls;
+    char msg[512];
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    size_t n = strlen(msg);
+    while (n && (msg[n - 1] == '\n' || msg[n - 1] == '\r'))
+        msg[--n] = '\0';
+    /* Mostly clients misbehaving: not the operator's problem. */
+    log_debug("api: %s", msg);
+}
+
+void api_connection_timeout(struct MHD_Connection *c, unsigned seconds)
+{
+    /* Going back from 0 to a timeout restarts the idle clock in MHD, so a
+     * long ?wait is not closed the moment it answers. */
+    if (MHD_set_connection_option(c, MHD_CONNECTION_OPTION_TIMEOUT, seconds) != MHD_YES)
+        log_debug("api: could not set a connection timeout of %u s", seconds);
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
+                                  const char *method, const char *version,
+                                  const char *upload_data, size_t *upload_size, void **con_cls)
+{
+    (void)version;
+    struct api_server *s = cls;
+    struct api_request *r = *con_cls;
+
+    if (!r) {
+        r = calloc(1, sizeof(*r));
+        if (!r)
+            return MHD_NO;
+        *con_cls = r;
+        atomic_fetch_add(&s->in_flight, 1);
+        api_route_begin(s, c, url, method, r);
+        /* Answers wait for the body, so a client still sending is not cut
+         * off; one announcing more than we would read is answered now. */
+        const char *length = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
+                                                         MHD_HTTP_HEADER_CONTENT_LENGTH);
+        if (length && strtoull(length, NULL, 10) > API_MAX_DISCARD) {
+            r->answered = true;
+            return api_send_error(c, MHD_HTTP_CONTENT_TOO_LARGE, NULL,
+                                  "the request body is larger than %d bytes", API_MAX_BODY);
+        }
+        return MHD_YES;
+    }
+    if (r->answered) {          /* MHD drops the rest of the body itself */
+        *upload_size = 0;
+        return MHD_YES;
+    }
+    if (*upload_size) {
+        size_t n = *upload_size;
+        *upload_size = 0;
+        if (!r->too_large && r->len + n > API_MAX_BODY) {
+            r->too_large = true;
+            free(r->body);
+            r->body = NULL;
+            r->len = 0;
+        }
+        if (r->too_large) {
+            r->discarded += n;
+            return r->discarded > API_MAX_DISCARD ? MHD_NO : MHD_YES;
+        }
+        char *grown = realloc(r->body, r->len + n + 1);
+        if (!grown)
+            return MHD_NO;
+        memcpy(grown + r->len, upload_data, n);
+        r->body = grown;
+        r->len += n;
+        r->body[r->len] = '\0';
+        return MHD_YES;
+    }
+    r->answered = true;
+    if (r->too_large && !r->err_status)
+        return api_send_error(c, MHD_HTTP_CONTENT_TOO_LARGE, NULL,
+                              "the request body is larger than %d bytes", API_MAX_BODY);
+    return api_route_finish(s, c, r);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    (void)c;
+    (void)toe;
+    struct api_server *s = cls;
+    struct api_request *r = *con_cls;
+    if (!r)
+        return;
+    /* The 202 has gone out (or the client left after asking): now the VMM
+     * may begin to stop without cutting the answer. */
+    if (r->action[0] && vmc_action(s->vm, r->action) != 0)
+        log_warn("api: action '%s' refused by the VM", r->action);
+    free(r->body);
+    free(r);
+    *con_cls = NULL;
+    atomic_fetch_sub(&s->in_flight, 1);
+}
+
+/* MINIVMM_API_TIMEOUT_S (undocumented in --help: for tests) shortens the
+ * idle timeout. */
+static unsigned idle_timeout(void)
+{
+    const char *env = getenv("MINIVMM_API_TIMEOUT_S");
+    if (!env || !*env)
+        return API_DEFAULT_TIMEOUT_S;
+    char *end;
+    errno = 0;
+    unsigned long v = strtoul(env, &end, 10);
+    if (errno || *end || v == 0 || v > 3600) {
+        log_warn("MINIVMM_API_TIMEOUT_S=%s: not 1..3600, using %d", env, API_DEFAULT_TIMEOUT_S);
+        return API_DEFAULT_TIMEOUT_S;
+    }
+    return (unsigned)v;
+}
+
+int api_server_start(struct api_server **out, struct vm *vm, const char *path)
+{
+    *out = NULL;
+    struct api_server *s = calloc(1, sizeof(*s));
+    if (!s) {
+        log_error("--api-sock %s: out of memory", path);
+        return -ENOMEM;
+    }
+    s->vm = vm;
+    s->timeout_s = idle_timeout();
+    atomic_init(&s->stopping, false);
+    atomic_init(&s->in_flight, 0);
+
+    char err[256];
+    int rc = api_socket_open(&s->sock, path, err, sizeof(err));
+    if (rc) {
+        log_error("%s", err);
+        free(s);
+        return rc;
+    }
+
+    /* A thread per connection lets ?wait and /events simply block; the
+     * internal thread only accepts. poll() because the fds of a VM with
+     * many devices may pass FD_SETSIZE. */
+    unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL_INTERNAL_THREAD |
+                     MHD_USE_ERROR_LOG;
+    s->mhd = MHD_start_daemon(
+        flags, 0, NULL, NULL, on_request, s,
+        MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,     /* first, to catch all */
+        MHD_OPTION_LISTEN_SOCKET, (MHD_socket)s->sock.fd,
+        MHD_OPTION_CONNECTION_TIMEOUT, s->timeout_s,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned)API_MAX_CONNECTIONS,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+        /* Refuse sloppy requests (no Host in HTTP/1.1, spaces in header
+         * names, ...): the API has few clients, all of them tools. */
+        MHD_OPTION_STRICT_FOR_CLIENT, (int)1,
+        MHD_OPTION_THREAD_STACK_SIZE, (size_t)(1024 * 1024),
+        MHD_OPTION_END);
+    if (!s->mhd) {
+        log_error("--api-sock %s: could not start the HTTP server (libmicrohttpd)", path);
+        api_socket_unlink(&s->sock);
+        close(s->sock.fd);
+        free(s);
+        return -EIO;
+    }
+    log_debug("api: serving on %s (idle timeout %u s)", path, s->timeout_s);
+    *out = s;
+    return 0;
+}
+
+void api_server_stop(struct api_server *s)
+{
+    if (!s)
+        return;
+    atomic_store(&s->stopping, true);
+    /* MHD_stop_daemon shuts every socket down at once: first let requests
+     * that are answering (the last events of a stream, a ?wait cut short)
+     * finish, for a bounded time. */
+    for (int i = 0; i < API_DRAIN_MS / 10 && atomic_load(&s->in_flight) > 0; i++) {
+        struct timespec ten_ms = {0, 10 * 1000 * 1000};
+        nanosleep(&ten_ms, NULL);
+    }
+    /* Joins every connection thread (blocked requests see `stopping` within
+     * API_POLL_MS) and closes the listening socket it was given. */
+    MHD_stop_daemon(s->mhd);
+    api_socket_unlink(&s->sock);
+    free(s);
+}
