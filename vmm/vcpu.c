@@ -86,7 +86,7 @@ int vcpu_run_loop(struct vcpu *vcpu)
                             strerror(errno));
             return -1;
         }
-        vcpu->exits++;
+        __atomic_add_fetch(&vcpu->exits, 1, __ATOMIC_RELAXED);   /* read by /metrics */
         switch (run->exit_reason) {
         case KVM_EXIT_IO:
             handle_pio(vcpu);

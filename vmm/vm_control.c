@@ -213,6 +213,13 @@ void vmc_metrics(struct vm *vm, FILE *out)
     fprintf(out, "# HELP minivmm_events_total Events published on the event stream.\n"
                  "# TYPE minivmm_events_total counter\nminivmm_events_total %llu\n",
             (unsigned long long)event_bus_last(&vm->events));
+    fprintf(out, "# HELP minivmm_vcpu_exits_total KVM exits per vCPU since the guest last "
+                 "started.\n# TYPE minivmm_vcpu_exits_total counter\n");
+    pthread_rwlock_rdlock(&vm->control_lock);
+    for (unsigned i = 0; i < vm->ncpus; i++)
+        fprintf(out, "minivmm_vcpu_exits_total{vcpu=\"%u\"} %llu\n", i,
+                (unsigned long long)__atomic_load_n(&vm->vcpus[i].exits, __ATOMIC_RELAXED));
+    pthread_rwlock_unlock(&vm->control_lock);
 
     unsigned n = vmc_virtio_mem_count(vm);
     struct vmc_virtio_mem_info devs[CONFIG_MAX_VIRTIO_MEM];

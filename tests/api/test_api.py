@@ -341,6 +341,7 @@ def test_metrics_are_prometheus_text_with_per_device_series(vmm):
         return hits[0]
 
     assert value("minivmm_vcpus") == 1
+    assert value("minivmm_vcpu_exits_total", vcpu="0") > 0     # the guest printed its banner
     assert value("minivmm_boot_memory_bytes") == 64 * M
     assert value("minivmm_virtio_mem_region_size_bytes", id="node0", node="0") == 8 * G
     assert value("minivmm_virtio_mem_region_size_bytes", id="x", node="1") == 2 * G
