@@ -40,6 +40,22 @@ static enum MHD_Result send_owned(struct MHD_Connection *c, unsigned status,
     return ret;
 }
 
+/* Sends json_dumps() output (taken over) as the body, newline-terminated:
+ * a newline makes curl output and ndjson-minded tools happier. */
+static enum MHD_Result send_json_text(struct MHD_Connection *c, unsigned status,
+                                      const char *allow, char *text)
+{
+    size_t len = strlen(text);
+    char *withnl = realloc(text, len + 2);
+    if (!withnl) {
+        free(text);
+        return send_oom(c);
+    }
+    withnl[len] = '\n';
+    withnl[len + 1] = '\0';
+    return send_owned(c, status, "application/json", allow, withnl, len + 1);
+}
+
 enum MHD_Result api_send_json(struct MHD_Connection *c, unsigned status, json_t *body)
 {
     if (!body)
@@ -49,16 +65,7 @@ enum MHD_Result api_send_json(struct MHD_Connection *c, unsigned status, json_t 
     json_decref(body);
     if (!text)
         return send_oom(c);
-    size_t len = strlen(text);
-    /* A newline makes curl output and ndjson-minded tools happier. */
-    char *withnl = realloc(text, len + 2);
-    if (!withnl) {
-        free(text);
-        return send_oom(c);
-    }
-    withnl[len] = '\n';
-    withnl[len + 1] = '\0';
-    return send_owned(c, status, "application/json", NULL, withnl, len + 1);
+    return send_json_text(c, status, NULL, text);
 }
 
 __attribute__((format(printf, 4, 0)))
@@ -77,15 +84,7 @@ static enum MHD_Result send_error_v(struct MHD_Connection *c, unsigned status, c
     json_decref(body);
     if (!text)
         return send_oom(c);
-    size_t len = strlen(text);
-    char *withnl = realloc(text, len + 2);
-    if (!withnl) {
-        free(text);
-        return send_oom(c);
-    }
-    withnl[len] = '\n';
-    withnl[len + 1] = '\0';
-    return send_owned(c, status, "application/json", allow, withnl, len + 1);
+    return send_json_text(c, status, allow, text);
 }
 
 enum MHD_Result api_send_error(struct MHD_Connection *c, unsigned status, const char *allow,

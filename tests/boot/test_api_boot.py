@@ -5,7 +5,7 @@ import json
 import shlex
 
 from test_boot_linux import BOOT_TIMEOUT, PROMPT, READY, minivmm_cmd
-from test_virtio_mem import run
+from test_virtio_mem import online_region_bytes, run
 
 SOCK = "/tmp/minivmm-api-test.sock"
 EVENTS = "/tmp/minivmm-api-test.events"
@@ -29,11 +29,7 @@ def ctl(host, minivmm, *args, timeout=300):
 
 
 def online_bytes(s):
-    cmd = ("bs=$((0x$(cat /sys/devices/system/memory/block_size_bytes))); n=0; "
-           "for d in /sys/devices/system/memory/memory*; do j=${d##*memory}; "
-           f"[ $((j*bs)) -ge {REGION_START} ] && [ \"$(cat $d/state)\" = online ] && n=$((n+1)); "
-           "done; echo \"ON\"LINE=$((n*bs))")
-    return int(run(s, cmd, r"ONLINE=(\d+)\r?\n").group(1))
+    return online_region_bytes(s, REGION_START)
 
 
 def memtotal_kb(s):
