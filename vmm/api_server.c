@@ -4,6 +4,7 @@
 #include "vmm/api_server.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +15,7 @@
 #include "vmm/api_internal.h"
 #include "vmm/api_json.h"
 #include "vmm/log.h"
+#include "vmm/seccomp.h"
 #include "vmm/vm_control.h"
 
 /* Past the 64 KiB limit a body without Content-Length is read and dropped so
@@ -138,6 +140,34 @@ static unsigned idle_timeout(void)
     return (unsigned)v;
 }
 
+/* Runs in a short-lived thread: takes the API role's seccomp filter, then
+ * starts libmicrohttpd, whose threads inherit that filter. */
+static void *start_daemon_thread(void *arg)
+{
+    struct api_server *s = arg;
+    pthread_setname_np(pthread_self(), "api");
+    if (seccomp_enter(SECCOMP_ROLE_API, "api") < 0)
+        return NULL;
+    /* A thread per connection lets ?wait and /events simply block; the
+     * internal thread only accepts. poll() because the fds of a VM with
+     * many devices may pass FD_SETSIZE. */
+    unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL_INTERNAL_THREAD |
+                     MHD_USE_ERROR_LOG;
+    s->mhd = MHD_start_daemon(
+        flags, 0, NULL, NULL, on_request, s,
+        MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,     /* first, to catch all */
+        MHD_OPTION_LISTEN_SOCKET, (MHD_socket)s->sock.fd,
+        MHD_OPTION_CONNECTION_TIMEOUT, s->timeout_s,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned)API_MAX_CONNECTIONS,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+        /* Refuse sloppy requests (no Host in HTTP/1.1, spaces in header
+         * names, ...): the API has few clients, all of them tools. */
+        MHD_OPTION_STRICT_FOR_CLIENT, (int)1,
+        MHD_OPTION_THREAD_STACK_SIZE, (size_t)(1024 * 1024),
+        MHD_OPTION_END);
+    return NULL;
+}
+
 int api_server_start(struct api_server **out, struct vm *vm, const char *path)
 {
     *out = NULL;
@@ -159,23 +189,15 @@ int api_server_start(struct api_server **out, struct vm *vm, const char *path)
         return rc;
     }
 
-    /* A thread per connection lets ?wait and /events simply block; the
-     * internal thread only accepts. poll() because the fds of a VM with
-     * many devices may pass FD_SETSIZE. */
-    unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL_INTERNAL_THREAD |
-                     MHD_USE_ERROR_LOG;
-    s->mhd = MHD_start_daemon(
-        flags, 0, NULL, NULL, on_request, s,
-        MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,     /* first, to catch all */
-        MHD_OPTION_LISTEN_SOCKET, (MHD_socket)s->sock.fd,
-        MHD_OPTION_CONNECTION_TIMEOUT, s->timeout_s,
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned)API_MAX_CONNECTIONS,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
-        /* Refuse sloppy requests (no Host in HTTP/1.1, spaces in header
-         * names, ...): the API has few clients, all of them tools. */
-        MHD_OPTION_STRICT_FOR_CLIENT, (int)1,
-        MHD_OPTION_THREAD_STACK_SIZE, (size_t)(1024 * 1024),
-        MHD_OPTION_END);
+    /* MHD's threads are created inside MHD_start_daemon and inherit the
+     * seccomp filter of the thread that calls it: call it from a thread that
+     * has taken the API role's filter first. */
+    pthread_t starter;
+    rc = pthread_create(&starter, NULL, start_daemon_thread, s);
+    if (rc == 0)
+        pthread_join(starter, NULL);
+    else
+        log_error("--api-sock %s: starting the server thread: %s", path, strerror(rc));
     if (!s->mhd) {
         log_error("--api-sock %s: could not start the HTTP server (libmicrohttpd)", path);
         api_socket_unlink(&s->sock);

@@ -6,6 +6,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "vmm/seccomp.h"
+
 #define CONFIG_MIN_MEM      (32ULL << 20)
 #define CONFIG_MAX_MEM      (1ULL << 40)
 #define CONFIG_MAX_CPUS     255    /* xAPIC ids in the MADT; x2APIC would lift it */
@@ -36,6 +38,7 @@ struct vm_config {
     unsigned ncpus;
     bool verbose;
     bool exit_on_reboot;           /* --on-reboot exit */
+    enum seccomp_mode seccomp;     /* --seccomp on|log|off (default on) */
     const char *api_sock;          /* NULL: no API server */
     struct virtio_mem_opts virtio_mem[CONFIG_MAX_VIRTIO_MEM];
     unsigned n_virtio_mem;

@@ -10,6 +10,7 @@
 
 #include "devices/serial_16550.h"
 #include "vmm/log.h"
+#include "vmm/seccomp.h"
 #include "vmm/vm.h"
 
 #define CONSOLE_ESCAPE 0x01     /* Ctrl-A */
@@ -81,6 +82,10 @@ static void *console_thread(void *arg)
     unsigned char buf[256];
 
     pthread_setname_np(pthread_self(), "console");
+    if (seccomp_enter(SECCOMP_ROLE_CONSOLE, "console") < 0) {
+        vm_request_stop(c->vm, VM_STOP_ERROR, "console: cannot install its seccomp filter");
+        return NULL;
+    }
     for (;;) {
         struct pollfd fds[2] = {
             {.fd = c->in_fd, .events = POLLIN},

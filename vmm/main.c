@@ -10,6 +10,7 @@
 #include "vmm/console.h"
 #include "vmm/ctl.h"
 #include "vmm/log.h"
+#include "vmm/seccomp.h"
 #include "vmm/vm.h"
 
 #define EXIT_USAGE 2
@@ -64,6 +65,8 @@ int main(int argc, char **argv)
     }
     log_set_verbose(cfg.verbose);
     block_signals();
+    if (seccomp_setup(cfg.seccomp) < 0)
+        return 1;
 
     struct vm vm;
     bool usage_error = false;
@@ -77,6 +80,14 @@ int main(int argc, char **argv)
      * devices and event bus. */
     struct api_server *api = NULL;
     if (cfg.api_sock && api_server_start(&api, &vm, cfg.api_sock) < 0) {
+        vm_destroy(&vm);
+        return 1;
+    }
+
+    /* Everything the main thread opens at start is open: from here on it
+     * only waits, resets and tears down. */
+    if (seccomp_enter(SECCOMP_ROLE_MAIN, "main") < 0) {
+        api_server_stop(api);
         vm_destroy(&vm);
         return 1;
     }

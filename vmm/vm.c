@@ -17,6 +17,7 @@
 
 #include "vmm/arch.h"
 #include "vmm/log.h"
+#include "vmm/seccomp.h"
 #include "vmm/vm_devices.h"
 
 /* vCPU threads are kicked out of KVM_RUN with this signal; its handler does
@@ -258,14 +259,18 @@ static void kick_handler(int sig)
 static void *vcpu_thread(void *arg)
 {
     struct vcpu *vcpu = arg;
-    char name[16];
-    snprintf(name, sizeof(name), "vcpu%u", vcpu->index);
-    pthread_setname_np(pthread_self(), name);
+    snprintf(vcpu->name, sizeof(vcpu->name), "vcpu%u", vcpu->index);
+    pthread_setname_np(pthread_self(), vcpu->name);
 
     sigset_t kick;
     sigemptyset(&kick);
     sigaddset(&kick, VCPU_KICK_SIGNAL);
     pthread_sigmask(SIG_UNBLOCK, &kick, NULL);
+    if (seccomp_enter(SECCOMP_ROLE_VCPU, vcpu->name) < 0) {
+        vm_request_stop(vcpu->vm, VM_STOP_ERROR, "vCPU %u: cannot install its seccomp filter",
+                        vcpu->index);
+        return NULL;
+    }
 
     vcpu_run_loop(vcpu);
     return NULL;

@@ -32,6 +32,7 @@ struct vcpu {
     pthread_t thread;
     bool thread_started;
     uint64_t exits;
+    char name[16];              /* "vcpu0": thread name, seccomp messages */
 };
 
 /* What the guest must be told about (ACPI / device tree): a device's

@@ -1,0 +1,321 @@
+/* What each thread role may ask of the kernel, and why. Names are resolved
+ * by libseccomp for the build's architecture; a name the architecture does
+ * not have (poll on arm64) is skipped. ioctl is allowed per request number
+ * and madvise per advice, never wholesale. */
+#include "vmm/seccomp_rules.h"
+
+#include <errno.h>
+#include <linux/kvm.h>
+#include <stddef.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <string.h>
+#include <termios.h>
+
+#include "vmm/log.h"
+
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
+#endif
+
+struct allowed {
+    const char *name;
+    const char *why;
+};
+
+/* Every thread: the C library's own needs and the process's exit paths. */
+static const struct allowed common[] = {
+    {"futex", "mutexes, condition variables, thread joins"},
+    {"restart_syscall", "a call interrupted by a signal resumes"},
+    {"rt_sigreturn", "return from the vCPU kick (SIGUSR1) and other handlers"},
+    {"rt_sigprocmask", "glibc masks signals around thread exit"},
+    {"exit", "thread exit"},
+    {"exit_group", "process exit"},
+    {"mmap", "malloc arenas and large allocations"},
+    {"munmap", "malloc, and thread stacks on exit"},
+    {"mremap", "realloc of large buffers"},
+    {"mprotect", "malloc arena growth"},
+    {"brk", "malloc's main heap"},
+    {"write", "log lines on stderr, the console on stdout, eventfd signals"},
+    {"clock_gettime", "timestamps when the vDSO falls back"},
+    {"clock_nanosleep", "short sleeps (API ?wait polling, retries)"},
+    {"nanosleep", "short sleeps"},
+    {"sched_yield", "lock back-off in the C library"},
+    {"getrandom", "glibc seeds malloc's tcache key per thread"},
+    {"getpid", "the SIGSYS reporter re-raises the signal on this thread"},
+    {"gettid", "the SIGSYS reporter re-raises the signal on this thread"},
+    {"tgkill", "the SIGSYS reporter; pthread_kill for the vCPU kick"},
+};
+
+/* The main thread builds the VM and, on a guest reboot, builds it again. */
+static const struct allowed main_calls[] = {
+    {"read", "signalfd, eventfds, kernel and initrd files on a reset"},
+    {"pread64", "kernel and initrd files"},
+    {"openat", "/dev/kvm, kernel and initrd on a reset; thread names in /proc"},
+    {"close", "file descriptors of a torn-down VM"},
+    {"fstat", "file sizes"},
+    {"newfstatat", "file sizes"},
+    {"statx", "file sizes"},
+    {"lseek", "file reads"},
+    {"memfd_create", "guest RAM and virtio-mem regions of a rebuilt VM"},
+    {"ftruncate", "sizing those memfds"},
+    {"fcntl", "sealing memfds, descriptor flags"},
+    {"eventfd2", "irqfd, ioeventfd and stop eventfds of a rebuilt VM"},
+    {"signalfd4", "SIGINT/SIGTERM/SIGHUP become a readable fd in vm_wait"},
+    {"poll", "vm_wait"},
+    {"ppoll", "vm_wait"},
+    {"clone", "vCPU, device and console threads of a rebuilt VM"},
+    {"clone3", "the same, with newer glibc"},
+    {"set_robust_list", "new threads register their robust mutex list"},
+    {"rseq", "new threads register restartable sequences"},
+    {"rt_sigaction", "the vCPU kick handler is installed on every start"},
+    {"sigaltstack", "new threads"},
+    {"unlink", "the API socket file is removed at exit"},
+    {"unlinkat", "the API socket file is removed at exit"},
+    {"shutdown", "the API server's listening socket at exit"},
+    {"prctl", "thread names"},
+    /* Threads created after this filter is loaded (those of a VM rebuilt on
+     * a guest reboot) inherit it beneath their own, so it must allow what
+     * they need; their own filter narrows it again. */
+    {"fallocate", "inherited by virtio-mem device threads of a rebuilt VM"},
+    {"seccomp", "threads started after this filter (console, rebuilt vCPUs and devices) "
+                "stack their own"},
+};
+
+static const struct allowed vcpu_calls[] = {
+    {"read", "nothing reads in the run loop today; eventfd reads in device handlers"},
+};
+
+static const struct allowed device_calls[] = {
+    {"read", "queue notification and stop eventfds"},
+    {"poll", "waiting for queue notifications"},
+    {"ppoll", "waiting for queue notifications"},
+    {"fallocate", "virtio-mem: punch-hole discard / populate when madvise cannot"},
+};
+
+static const struct allowed console_calls[] = {
+    {"read", "stdin and the wake eventfd"},
+    {"poll", "stdin and the wake eventfd"},
+    {"ppoll", "stdin and the wake eventfd"},
+};
+
+static const struct allowed api_calls[] = {
+    {"accept", "client connections"},
+    {"accept4", "client connections"},
+    {"read", "requests, inter-thread eventfds"},
+    {"recvfrom", "requests"},
+    {"recvmsg", "requests"},
+    {"sendto", "responses"},
+    {"sendmsg", "responses"},
+    {"writev", "responses"},
+    {"close", "finished connections"},
+    {"shutdown", "finished connections"},
+    {"poll", "the polling thread and each connection's thread"},
+    {"ppoll", "the same"},
+    {"select", "libmicrohttpd's fallback wait"},
+    {"pselect6", "libmicrohttpd's fallback wait"},
+    {"fcntl", "non-blocking sockets"},
+    {"setsockopt", "socket options per connection"},
+    {"getsockopt", "socket errors"},
+    {"getsockname", "connection info"},
+    {"getpeername", "connection info"},
+    {"eventfd2", "libmicrohttpd's inter-thread channel"},
+    {"pipe2", "libmicrohttpd's inter-thread channel (fallback)"},
+    {"clone", "one thread per connection"},
+    {"clone3", "one thread per connection"},
+    {"set_robust_list", "new connection threads"},
+    {"rseq", "new connection threads"},
+    {"sigaltstack", "new connection threads"},
+    {"fstat", "host memory behind a virtio-mem region (memfd blocks)"},
+    {"newfstatat", "the same"},
+    {"rt_sigaction", "libmicrohttpd ignores SIGPIPE at start"},
+    {"sched_getaffinity", "glibc sizes thread stacks and counts CPUs"},
+};
+
+static const int api_prctl[] = {PR_SET_NAME};   /* libmicrohttpd names its threads */
+static const int common_prctl[] = {PR_GET_NAME}; /* the SIGSYS reporter names the thread */
+
+/* ioctls by request number. */
+struct allowed_ioctl {
+    unsigned long request;
+    const char *why;
+};
+
+static const struct allowed_ioctl main_ioctls[] = {
+    {KVM_GET_API_VERSION, "opening KVM"},
+    {KVM_CREATE_VM, "a rebuilt VM"},
+    {KVM_GET_VCPU_MMAP_SIZE, "kvm_run size"},
+    {KVM_CHECK_EXTENSION, "capabilities (memslots, vCPUs)"},
+    {KVM_CREATE_VCPU, "vCPUs of a rebuilt VM"},
+    {KVM_SET_USER_MEMORY_REGION, "boot RAM memslots"},
+    {KVM_SET_TSS_ADDR, "x86 TSS"},
+    {KVM_SET_IDENTITY_MAP_ADDR, "x86 identity map"},
+    {KVM_CREATE_IRQCHIP, "in-kernel IOAPIC/PIC/LAPIC"},
+    {KVM_CREATE_PIT2, "in-kernel PIT"},
+    {KVM_GET_SUPPORTED_CPUID, "CPUID"},
+    {KVM_SET_CPUID2, "CPUID"},
+    {KVM_GET_SREGS, "boot vCPU state"},
+    {KVM_SET_SREGS, "boot vCPU state"},
+    {KVM_SET_REGS, "boot vCPU state"},
+    {KVM_SET_MSRS, "boot vCPU state"},
+    {KVM_SET_FPU, "boot vCPU state"},
+    {KVM_GET_LAPIC, "LAPIC LINT0/LINT1"},
+    {KVM_SET_LAPIC, "LAPIC LINT0/LINT1"},
+    {KVM_IRQFD, "device interrupts (assign and deassign)"},
+    {KVM_IOEVENTFD, "queue notifications (assign and deassign)"},
+    {TCGETS, "the console's terminal mode around a reset"},
+    {TCSETS, "the console's terminal mode around a reset"},
+    {TCSETSW, "the console's terminal mode around a reset"},
+    {TCSETSF, "the console's terminal mode around a reset"},
+    {KVM_RUN, "inherited by the vCPU threads of a rebuilt VM (they allow only this)"},
+};
+
+static const struct allowed_ioctl vcpu_ioctls[] = {
+    {KVM_RUN, "running the guest"},
+};
+
+static const struct allowed_ioctl device_ioctls[] = {
+    {KVM_SET_USER_MEMORY_REGION, "virtio-mem memslots on plug and unplug"},
+};
+
+/* Terminal restore on a fatal signal may happen on any thread. */
+static const struct allowed_ioctl crash_ioctls[] = {
+    {TCSETS, "a fatal signal restores the terminal from whichever thread it hits"},
+};
+
+static const int madvise_common[] = {MADV_DONTNEED};   /* glibc frees thread stacks */
+static const int madvise_device[] = {MADV_REMOVE, MADV_POPULATE_WRITE};
+static const int madvise_main[] = {MADV_DONTDUMP};     /* guest memory of a rebuilt VM */
+
+#define N(a) (sizeof(a) / sizeof((a)[0]))
+
+static int add_calls(scmp_filter_ctx ctx, const struct allowed *list, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        int nr = seccomp_syscall_resolve_name(list[i].name);
+        if (nr == __NR_SCMP_ERROR || nr < 0)
+            continue;       /* not a system call on this architecture */
+        int rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 0);
+        if (rc < 0 && rc != -EEXIST) {
+            log_error("seccomp: allowing %s: %s", list[i].name, strerror(-rc));
+            return rc;
+        }
+    }
+    return 0;
+}
+
+static int add_ioctls(scmp_filter_ctx ctx, const struct allowed_ioctl *list, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        int rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1,
+                                  SCMP_A1(SCMP_CMP_EQ, list[i].request));
+        if (rc < 0 && rc != -EEXIST) {
+            log_error("seccomp: allowing ioctl 0x%lx: %s", list[i].request, strerror(-rc));
+            return rc;
+        }
+    }
+    return 0;
+}
+
+static int add_madvise(scmp_filter_ctx ctx, const int *advice, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        int rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(madvise), 1,
+                                  SCMP_A2(SCMP_CMP_EQ, (scmp_datum_t)advice[i]));
+        if (rc < 0 && rc != -EEXIST)
+            return rc;
+    }
+    return 0;
+}
+
+/* Sanitizer builds only: ASan/LSan's runtime stops the world with a ptrace
+ * tracer at exit and reads /proc for its reports. Release builds never
+ * allow these. */
+#ifdef MINIVMM_SANITIZE_BUILD
+static const struct allowed sanitizer_calls[] = {
+    {"clone", "LSan's tracer"},
+    {"clone3", "LSan's tracer"},
+    {"ptrace", "LSan stops the world"},
+    {"wait4", "LSan waits for its tracer"},
+    {"waitid", "LSan waits for its tracer"},
+    {"prctl", "LSan's tracer"},
+    {"openat", "sanitizer reports read /proc/self/maps"},
+    {"read", "sanitizer reports"},
+    {"close", "sanitizer reports"},
+    {"readlink", "sanitizer reports (symbolizer path)"},
+    {"readlinkat", "sanitizer reports"},
+    {"getdents64", "LSan lists threads in /proc/self/task"},
+    {"sigaltstack", "sanitizer signal stacks"},
+    {"rt_sigaction", "sanitizer handlers"},
+    {"fstat", "sanitizer reports"},
+    {"newfstatat", "sanitizer reports"},
+    {"sched_getaffinity", "sanitizer runtime"},
+    {"set_robust_list", "LSan's tracer"},
+    {"rseq", "LSan's tracer"},
+    {"getppid", "LSan's tracer"},
+    {"kill", "sanitizer exit paths"},
+    {"uname", "sanitizer runtime"},
+    {"prlimit64", "sanitizer runtime"},
+    {"madvise", "sanitizer allocator (any advice)"},
+};
+#endif
+
+int seccomp_rules_add(scmp_filter_ctx ctx, enum seccomp_role role)
+{
+    int rc = add_calls(ctx, common, N(common));
+    if (!rc)
+        rc = add_madvise(ctx, madvise_common, N(madvise_common));
+    if (!rc)
+        rc = add_ioctls(ctx, crash_ioctls, N(crash_ioctls));
+    for (size_t i = 0; !rc && i < N(common_prctl); i++)
+        rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(prctl), 1,
+                              SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)common_prctl[i]));
+    if (rc)
+        return rc;
+    switch (role) {
+    case SECCOMP_ROLE_MAIN:
+        rc = add_calls(ctx, main_calls, N(main_calls));
+        if (!rc)
+            rc = add_ioctls(ctx, main_ioctls, N(main_ioctls));
+        if (!rc)    /* inherited by device threads of a rebuilt VM, see main_calls */
+            rc = add_madvise(ctx, madvise_device, N(madvise_device));
+        if (!rc)
+            rc = add_madvise(ctx, madvise_main, N(madvise_main));
+        break;
+    case SECCOMP_ROLE_VCPU:
+        rc = add_calls(ctx, vcpu_calls, N(vcpu_calls));
+        if (!rc)
+            rc = add_ioctls(ctx, vcpu_ioctls, N(vcpu_ioctls));
+        break;
+    case SECCOMP_ROLE_DEVICE:
+        rc = add_calls(ctx, device_calls, N(device_calls));
+        if (!rc)
+            rc = add_ioctls(ctx, device_ioctls, N(device_ioctls));
+        if (!rc)
+            rc = add_madvise(ctx, madvise_device, N(madvise_device));
+        break;
+    case SECCOMP_ROLE_CONSOLE:
+        rc = add_calls(ctx, console_calls, N(console_calls));
+        break;
+    case SECCOMP_ROLE_API:
+        rc = add_calls(ctx, api_calls, N(api_calls));
+        for (size_t i = 0; !rc && i < N(api_prctl); i++)
+            rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(prctl), 1,
+                                  SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)api_prctl[i]));
+        /* libmicrohttpd opens /dev/urandom for each connection and copes
+         * when it cannot: opening files is refused, not fatal. */
+        if (!rc)
+            rc = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EACCES), SCMP_SYS(openat), 0);
+        if (!rc)
+            rc = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EACCES), SCMP_SYS(open), 0);
+        break;
+    default:
+        return -EINVAL;
+    }
+#ifdef MINIVMM_SANITIZE_BUILD
+    if (!rc)
+        rc = add_calls(ctx, sanitizer_calls, N(sanitizer_calls));
+#endif
+    return rc;
+}
