@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "devices/virtio_mem.h"
 #include "vmm/bitmap.h"
@@ -34,14 +35,31 @@ static inline uint16_t fuzz_u16(struct fuzz_in *in) { return (uint16_t)fuzz_byte
 static inline uint32_t fuzz_u32(struct fuzz_in *in) { return (uint32_t)fuzz_bytes(in, 4); }
 static inline uint64_t fuzz_u64(struct fuzz_in *in) { return fuzz_bytes(in, 8); }
 
-/* An invariant broke: abort() so libFuzzer saves the input as a crash. */
+/* An invariant broke: abort() so libFuzzer saves the input as a crash. The
+ * message goes to fd 2 directly: the stderr stream may be muted (below). */
 #define FUZZ_CHECK(cond)                                                                \
     do {                                                                                \
         if (!(cond)) {                                                                  \
-            fprintf(stderr, "%s:%d: invariant violated: %s\n", __FILE__, __LINE__, #cond); \
+            dprintf(STDERR_FILENO, "%s:%d: invariant violated: %s\n", __FILE__, __LINE__, \
+                    #cond);                                                             \
             abort();                                                                    \
         }                                                                               \
     } while (0)
+
+/* The VMM's warnings about a misbehaving guest are the expected output of
+ * almost every input, and writing them would cost most of the run's time.
+ * glibc lets a program point `stderr` elsewhere: the log goes to /dev/null
+ * while fd 2 stays open for libFuzzer's and the sanitizers' reports.
+ * MINIVMM_FUZZ_LOG=1 keeps the log (for replaying one input). */
+static inline void fuzz_mute_log(void)
+{
+    const char *keep = getenv("MINIVMM_FUZZ_LOG");
+    if (keep && *keep && strcmp(keep, "0") != 0)
+        return;
+    FILE *null = fopen("/dev/null", "w");
+    if (null)
+        stderr = null;
+}
 
 /* What must hold after every request, resize or reset, whatever the guest
  * and the host asked: the bitmap and plugged_size agree, no bit lies past

@@ -66,6 +66,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc;
     (void)argv;
+    fuzz_mute_log();
     for (unsigned i = 0; i < N_GEOMETRIES; i++)
         if (hotplug_mem_init(&hms[i], -1, "fuzz", GPA_BASE, geometries[i].region,
                              geometries[i].slot, 0, false) != 0)

@@ -26,6 +26,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc;
     (void)argv;
+    fuzz_mute_log();
     const struct mem_range ram = {0, RAM_SIZE};
     guest_mem_init(&gm, -1);
     if (guest_mem_add_ram(&gm, &ram, 1) != 0 ||
