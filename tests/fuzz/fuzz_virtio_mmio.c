@@ -47,6 +47,10 @@ static void check(struct virtio_mmio *t, struct virtio_mem *m)
                  ~(VIRTIO_INT_USED_BUFFER | VIRTIO_INT_CONFIG_CHANGE)));
     FUZZ_CHECK(!(t->status & ~0x8fu));      /* progress bits and FAILED, never NEEDS_RESET */
     const struct virtq *q = &t->queues[0];
+    /* Queues are set up after FEATURES_OK, and only a reset clears status
+     * bits, and it takes the queues down with it. */
+    if (q->ready)
+        FUZZ_CHECK(t->status & VIRTIO_STATUS_FEATURES_OK);
     if (q->ready) {
         /* A ready queue's rings were checked once; they must still be RAM. */
         FUZZ_CHECK(q->size && q->size <= q->max_size && !(q->size & (q->size - 1)));
