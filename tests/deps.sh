@@ -8,6 +8,7 @@ PACKAGES=(
     build-essential cmake pkg-config        # compiler, CMake
     libcurl4-openssl-dev libjansson-dev     # minivmm ctl: HTTP client, JSON
     clang                                   # libFuzzer, second compiler
+    libclang-rt-dev                         # libFuzzer and sanitizer runtimes for clang
     acpica-tools                            # iasl -d validates the ACPI tables
     python3 python3-pytest python3-pexpect  # boot/integration tests
     qemu-system-x86                         # the test host (and the peer in bench/)

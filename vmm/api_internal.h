@@ -47,8 +47,24 @@ struct api_request {
     char action[16];            /* PUT /vm/actions: run once the reply is out */
 };
 
-/* First call for a request (headers only): finds the route and notes in r
- * the errors the headers decide (404, 405, 400 for the query, 415). */
+/* What routing needs to know of a request, without libmicrohttpd. */
+struct api_route_in {
+    const char *url;            /* the path, without the query */
+    const char *method;
+    const char *content_type;   /* NULL: no Content-Type header */
+    bool bad_value;             /* a header or query parameter has an empty name or a NUL */
+    /* Calls fn with each query parameter name, in order, until fn returns false. */
+    void (*query_keys)(void *ctx, bool (*fn)(void *arg, const char *key), void *arg);
+    void *query_ctx;
+};
+
+/* The routing decision, a pure function of in: sets r->method and r->id, or
+ * notes in r the error the headers decide (400 for a bad header, 404, 405,
+ * 400 for the query, 415). */
+void api_route_decide(const struct api_route_in *in, struct api_request *r);
+
+/* First call for a request (headers only): api_route_decide on what the
+ * connection says. */
 void api_route_begin(struct api_server *s, struct MHD_Connection *c, const char *url,
                      const char *method, struct api_request *r);
 

@@ -2,7 +2,6 @@
  * whether a JSON body is expected) and the handlers. The order of checks is
  * 404, 405, 400 (query), 415, 413, then the handler's own 404/400. */
 #include <errno.h>
-#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +11,7 @@
 
 #include "vmm/api_internal.h"
 #include "vmm/api_json.h"
+#include "vmm/api_parse.h"
 #include "vmm/vm_control.h"
 
 typedef enum MHD_Result (*api_handler)(struct api_server *s, struct MHD_Connection *c,
@@ -72,21 +72,6 @@ static enum MHD_Result get_virtio_mem(struct api_server *s, struct MHD_Connectio
     return api_send_json(c, MHD_HTTP_OK, api_json_virtio_mem(&d));
 }
 
-/* ?wait=SECONDS: 0 < S <= 3600, plain decimal ("2", "0.5"): no sign,
- * exponent, hex, inf or nan, which strtod alone would take. */
-static int parse_wait(const char *text, double *out)
-{
-    if (!text || !*text || strspn(text, "0123456789.") != strlen(text))
-        return -EINVAL;
-    char *end;
-    errno = 0;
-    double v = strtod(text, &end);
-    if (errno || *end || !isfinite(v) || v <= 0 || v > 3600)
-        return -EINVAL;
-    *out = v;
-    return 0;
-}
-
 static double mono_s(void)
 {
     struct timespec ts;
@@ -132,25 +117,14 @@ static enum MHD_Result patch_virtio_mem(struct api_server *s, struct MHD_Connect
     if (vmc_virtio_mem_get(s->vm, r->id, &d) != 0)
         return no_such_device(c, r->id);
 
-    double wait_s = 0;
     const char *wait = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "wait");
     bool waiting = MHD_lookup_connection_value_n(c, MHD_GET_ARGUMENT_KIND, "wait", 4, NULL,
                                                  NULL) == MHD_YES;
-    if (waiting && parse_wait(wait, &wait_s) != 0)
-        return api_send_error(c, MHD_HTTP_BAD_REQUEST, NULL,
-                              "wait '%.40s': expected seconds, more than 0 and at most 3600",
-                              wait ? wait : "");
-
-    static const char *const fields[] = {"requested_size", NULL};
-    char err[256];
-    json_t *body = api_json_parse_object(r->body, r->len, fields, err, sizeof(err));
-    if (!body)
-        return api_send_error(c, MHD_HTTP_BAD_REQUEST, NULL, "%s", err);
-    json_t *value = json_object_get(body, "requested_size");
     uint64_t requested;
-    int rc = value ? api_json_size("requested_size", value, &requested, err, sizeof(err))
-                   : (snprintf(err, sizeof(err), "requested_size is required"), -EINVAL);
-    json_decref(body);
+    double wait_s;
+    char err[256];
+    int rc = api_parse_resize(r->body, r->len, waiting, wait, &requested, &wait_s, err,
+                              sizeof(err));
     if (rc)
         return api_send_error(c, MHD_HTTP_BAD_REQUEST, NULL, "%s", err);
 
@@ -184,28 +158,12 @@ static enum MHD_Result put_actions(struct api_server *s, struct MHD_Connection *
                                    struct api_request *r)
 {
     (void)s;
-    static const char *const fields[] = {"action", NULL};
-    char err[256];
-    json_t *body = api_json_parse_object(r->body, r->len, fields, err, sizeof(err));
-    if (!body)
+    char action[sizeof(r->action)], err[256];
+    if (api_parse_action(r->body, r->len, action, sizeof(action), err, sizeof(err)) != 0)
         return api_send_error(c, MHD_HTTP_BAD_REQUEST, NULL, "%s", err);
-    json_t *value = json_object_get(body, "action");
-    const char *action = json_string_value(value);
-    enum MHD_Result ret;
-    if (!value) {
-        ret = api_send_error(c, MHD_HTTP_BAD_REQUEST, NULL, "action is required");
-    } else if (!action) {
-        ret = api_send_error(c, MHD_HTTP_BAD_REQUEST, NULL, "action: expected a string");
-    } else if (strcmp(action, "shutdown") != 0 && strcmp(action, "reboot") != 0) {
-        ret = api_send_error(c, MHD_HTTP_BAD_REQUEST, NULL,
-                             "action '%.40s': expected \"shutdown\" or \"reboot\"", action);
-    } else {
-        /* Taken at completion (api_server.c), once this reply is sent. */
-        snprintf(r->action, sizeof(r->action), "%s", action);
-        ret = api_send_json(c, MHD_HTTP_ACCEPTED, json_pack("{s:s}", "action", action));
-    }
-    json_decref(body);
-    return ret;
+    /* Taken at completion (api_server.c), once this reply is sent. */
+    snprintf(r->action, sizeof(r->action), "%s", action);
+    return api_send_json(c, MHD_HTTP_ACCEPTED, json_pack("{s:s}", "action", action));
 }
 
 static enum MHD_Result get_metrics(struct api_server *s, struct MHD_Connection *c,
@@ -270,16 +228,13 @@ struct query_check {
     char bad[64];
 };
 
-static enum MHD_Result check_query_arg(void *cls, enum MHD_ValueKind kind, const char *key,
-                                       const char *value)
+static bool check_query_key(void *cls, const char *key)
 {
-    (void)kind;
-    (void)value;
     struct query_check *q = cls;
     if (q->allowed && !strcmp(key, q->allowed))
-        return MHD_YES;
+        return true;
     snprintf(q->bad, sizeof(q->bad), "%s", key);
-    return MHD_NO;              /* stop at the first unknown one */
+    return false;               /* stop at the first unknown one */
 }
 
 /* "application/json", any case, optionally with parameters ("; charset=utf-8"). */
@@ -326,17 +281,14 @@ static void note_error(struct api_request *r, unsigned status, const char *allow
     r->err_allow = allow;
 }
 
-void api_route_begin(struct api_server *s, struct MHD_Connection *c, const char *url,
-                     const char *method, struct api_request *r)
+void api_route_decide(const struct api_route_in *in, struct api_request *r)
 {
-    (void)s;
-    bool bad = false;
-    MHD_get_connection_values_n(c, MHD_HEADER_KIND | MHD_GET_ARGUMENT_KIND, check_value, &bad);
-    if (bad) {
+    if (in->bad_value) {
         note_error(r, MHD_HTTP_BAD_REQUEST, NULL,
                    "a header or query parameter has an empty name or a NUL character");
         return;
     }
+    const char *url = in->url, *method = in->method;
     const struct api_route *rt = find_route(url, r);
     if (!rt) {
         note_error(r, MHD_HTTP_NOT_FOUND, NULL, "no such resource: %.200s", url);
@@ -355,15 +307,52 @@ void api_route_begin(struct api_server *s, struct MHD_Connection *c, const char 
     r->method = m;
 
     struct query_check q = {.allowed = m->query};
-    MHD_get_connection_values(c, MHD_GET_ARGUMENT_KIND, check_query_arg, &q);
+    in->query_keys(in->query_ctx, check_query_key, &q);
     if (q.bad[0]) {
         note_error(r, MHD_HTTP_BAD_REQUEST, NULL, "unknown query parameter '%s'", q.bad);
         return;
     }
-    if (m->json_body && !is_json(MHD_lookup_connection_value(c, MHD_HEADER_KIND,
-                                                             MHD_HTTP_HEADER_CONTENT_TYPE)))
+    if (m->json_body && !is_json(in->content_type))
         note_error(r, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE, NULL,
                    "%s %s needs Content-Type: application/json", method, rt->path);
+}
+
+struct mhd_query_keys {
+    bool (*fn)(void *arg, const char *key);
+    void *arg;
+};
+
+static enum MHD_Result mhd_query_key(void *cls, enum MHD_ValueKind kind, const char *key,
+                                     const char *value)
+{
+    (void)kind;
+    (void)value;
+    struct mhd_query_keys *k = cls;
+    return k->fn(k->arg, key) ? MHD_YES : MHD_NO;
+}
+
+static void mhd_query_keys(void *ctx, bool (*fn)(void *arg, const char *key), void *arg)
+{
+    struct mhd_query_keys k = {fn, arg};
+    MHD_get_connection_values(ctx, MHD_GET_ARGUMENT_KIND, mhd_query_key, &k);
+}
+
+void api_route_begin(struct api_server *s, struct MHD_Connection *c, const char *url,
+                     const char *method, struct api_request *r)
+{
+    (void)s;
+    bool bad = false;
+    MHD_get_connection_values_n(c, MHD_HEADER_KIND | MHD_GET_ARGUMENT_KIND, check_value, &bad);
+    struct api_route_in in = {
+        .url = url,
+        .method = method,
+        .content_type =
+            MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE),
+        .bad_value = bad,
+        .query_keys = mhd_query_keys,
+        .query_ctx = c,
+    };
+    api_route_decide(&in, r);
 }
 
 enum MHD_Result api_route_finish(struct api_server *s, struct MHD_Connection *c,

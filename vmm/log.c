@@ -13,6 +13,7 @@ void log_set_verbose(int verbose)
 
 /* The console may be in raw mode, where "\n" does not return the carriage:
  * always end with "\r\n" so messages stay readable on a raw terminal too. */
+__attribute__((format(printf, 2, 0)))
 static void log_line(const char *level, const char *fmt, va_list ap)
 {
     char msg[1024];
