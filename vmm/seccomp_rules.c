@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <linux/kvm.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
@@ -190,6 +191,15 @@ static const int madvise_main[] = {MADV_DONTDUMP};     /* guest memory of a rebu
 
 #define N(a) (sizeof(a) / sizeof((a)[0]))
 
+/* action for syscall nr when argument `arg` equals value. The struct is
+ * filled by hand: libseccomp's SCMP_An macros leave a field to the compiler,
+ * which clang's -Wmissing-field-initializers refuses. */
+static int rule_if(scmp_filter_ctx ctx, uint32_t action, int nr, unsigned arg, scmp_datum_t value)
+{
+    struct scmp_arg_cmp cmp = {.arg = arg, .op = SCMP_CMP_EQ, .datum_a = value, .datum_b = 0};
+    return seccomp_rule_add_array(ctx, action, nr, 1, &cmp);
+}
+
 static int add_calls(scmp_filter_ctx ctx, const struct allowed *list, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
@@ -208,8 +218,7 @@ static int add_calls(scmp_filter_ctx ctx, const struct allowed *list, size_t n)
 static int add_ioctls(scmp_filter_ctx ctx, const struct allowed_ioctl *list, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
-        int rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1,
-                                  SCMP_A1(SCMP_CMP_EQ, list[i].request));
+        int rc = rule_if(ctx, SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1, list[i].request);
         if (rc < 0 && rc != -EEXIST) {
             log_error("seccomp: allowing ioctl 0x%lx: %s", list[i].request, strerror(-rc));
             return rc;
@@ -221,8 +230,7 @@ static int add_ioctls(scmp_filter_ctx ctx, const struct allowed_ioctl *list, siz
 static int add_madvise(scmp_filter_ctx ctx, const int *advice, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
-        int rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(madvise), 1,
-                                  SCMP_A2(SCMP_CMP_EQ, (scmp_datum_t)advice[i]));
+        int rc = rule_if(ctx, SCMP_ACT_ALLOW, SCMP_SYS(madvise), 2, (scmp_datum_t)advice[i]);
         if (rc < 0 && rc != -EEXIST)
             return rc;
     }
@@ -269,8 +277,7 @@ int seccomp_rules_add(scmp_filter_ctx ctx, enum seccomp_role role)
     if (!rc)
         rc = add_ioctls(ctx, crash_ioctls, N(crash_ioctls));
     for (size_t i = 0; !rc && i < N(common_prctl); i++)
-        rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(prctl), 1,
-                              SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)common_prctl[i]));
+        rc = rule_if(ctx, SCMP_ACT_ALLOW, SCMP_SYS(prctl), 0, (scmp_datum_t)common_prctl[i]);
     if (rc)
         return rc;
     switch (role) {
@@ -301,8 +308,7 @@ int seccomp_rules_add(scmp_filter_ctx ctx, enum seccomp_role role)
     case SECCOMP_ROLE_API:
         rc = add_calls(ctx, api_calls, N(api_calls));
         for (size_t i = 0; !rc && i < N(api_prctl); i++)
-            rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(prctl), 1,
-                                  SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)api_prctl[i]));
+            rc = rule_if(ctx, SCMP_ACT_ALLOW, SCMP_SYS(prctl), 0, (scmp_datum_t)api_prctl[i]);
         /* libmicrohttpd opens /dev/urandom for each connection and copes
          * when it cannot: opening files is refused, not fatal. */
         if (!rc)
