@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "vmm/log.h"
@@ -97,6 +98,9 @@ static void report_sigsys(int sig, siginfo_t *si, void *uc)
 int seccomp_setup(enum seccomp_mode mode)
 {
     sc.mode = mode;
+    /* glibc reads /etc/localtime on the first gmtime_r/localtime_r of the
+     * process; do it now, while every thread may still open files. */
+    tzset();
     if (mode == SECCOMP_MODE_OFF)
         return 0;
     for (int nr = 0; nr < NAME_TABLE_SIZE; nr++) {
