@@ -106,3 +106,14 @@ def test_seccomp_option(tiny_kernel, value, ok):
     else:
         assert p.returncode == 2
         assert "--seccomp 'strict': expected on, log or off" in err.decode()
+
+
+def test_device_events_from_a_vcpu_thread_pass_the_filter(tiny_kernel, tmp_path):
+    """A guest resetting a virtio-mem device makes its vCPU thread publish an
+    event (time-stamped): nothing on that path may need a call the vCPU role
+    forbids, e.g. glibc's first-time time-zone load."""
+    p = start(RELEASE_BINARY, tiny_kernel, "v", "--virtio-mem", "m0:1G",
+              "--api-sock", str(tmp_path / "vm.sock"))
+    out, err = p.communicate(timeout=30)
+    assert p.returncode == 0, err.decode()[-1000:]
+    assert "guest powered off" in err.decode()

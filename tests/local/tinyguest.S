@@ -56,6 +56,8 @@ _start:
         je      spin
         cmp     $'h', %al
         je      unplugged_hotplug
+        cmp     $'v', %al
+        je      virtio_reset
 fail:
         lea     msg_fail(%rip), %rsi
         call    puts
@@ -96,6 +98,11 @@ unmapped_mmio:
         jne     fail
         lea     msg_mmio(%rip), %rsi
         call    puts
+        jmp     acpi_poweroff
+
+virtio_reset:                                   /* Status = 0 on the first virtio-mmio device */
+        mov     $0xd0000070, %esi
+        movl    $0, (%rsi)
         jmp     acpi_poweroff
 
 unplugged_hotplug:                              /* touch 4 GiB: a virtio-mem region, nothing plugged */
