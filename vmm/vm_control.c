@@ -107,14 +107,9 @@ int vmc_virtio_mem_at(struct vm *vm, unsigned index, struct vmc_virtio_mem_info 
 
 int vmc_virtio_mem_get(struct vm *vm, const char *id, struct vmc_virtio_mem_info *out)
 {
-    int rc = -ENOENT;
     pthread_rwlock_rdlock(&vm->control_lock);
-    for (unsigned i = 0; i < vm->n_virtio_mem; i++) {
-        if (vm->virtio_mem[i].dev_ready && !strcmp(vm->virtio_mem[i].dev.id, id)) {
-            rc = info_at_locked(vm, i, out);
-            break;
-        }
-    }
+    struct vm_virtio_mem *v = vm_find_virtio_mem(vm, id);
+    int rc = v ? info_at_locked(vm, (unsigned)(v - vm->virtio_mem), out) : -ENOENT;
     pthread_rwlock_unlock(&vm->control_lock);
     return rc;
 }

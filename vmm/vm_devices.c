@@ -4,7 +4,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/ioctl.h>
 
 #include "vmm/arch.h"
 #include "vmm/hotplug_layout.h"
@@ -53,22 +52,6 @@ static const struct io_handler unplugged_io = {
     .write = unplugged_write,
 };
 
-static int check_memslot_budget(struct vm *vm, uint32_t slots_end)
-{
-    int nr = ioctl(vm->vm_fd, KVM_CHECK_EXTENSION, KVM_CAP_NR_MEMSLOTS);
-    if (nr <= 0) {
-        log_error("KVM_CHECK_EXTENSION KVM_CAP_NR_MEMSLOTS: not reported");
-        return -ENOTSUP;
-    }
-    if (slots_end > (uint32_t)nr) {
-        log_error("--virtio-mem: the regions need memslot ids up to %u, this KVM offers %d; "
-                  "use fewer or smaller regions, or a larger block",
-                  slots_end - 1, nr);
-        return -ENOSPC;
-    }
-    return 0;
-}
-
 int vm_devices_create(struct vm *vm)
 {
     const struct vm_config *cfg = vm->cfg;
@@ -81,9 +64,8 @@ int vm_devices_create(struct vm *vm)
         log_error("--virtio-mem %s", err);
         return -ENOSPC;
     }
-    int rc = check_memslot_budget(vm, hotplug_layout_slots_end(place, cfg->n_virtio_mem));
-    if (rc)
-        return rc;
+    /* hotplug_mem_init checks each region's slots against KVM_CAP_NR_MEMSLOTS. */
+    int rc;
 
     vm->virtio_mem = calloc(cfg->n_virtio_mem, sizeof(*vm->virtio_mem));
     if (!vm->virtio_mem)

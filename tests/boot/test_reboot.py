@@ -4,7 +4,7 @@ returned, the kernel boots again and plugs requested_size again."""
 import shlex
 
 from test_boot_linux import BOOT_TIMEOUT, PROMPT, READY, minivmm_cmd
-from test_virtio_mem import run
+from test_virtio_mem import online_bytes_sh, run
 
 REGION_START = 1 << 32      # --mem 1G: the first region sits at 4 GiB
 
@@ -15,12 +15,9 @@ def rss_shmem_kb(host, pid):
 
 
 def wait_online(s, want):
-    cmd = ("i=0; while [ $i -lt 600 ]; do "
-           "bs=$((0x$(cat /sys/devices/system/memory/block_size_bytes))); n=0; "
-           "for d in /sys/devices/system/memory/memory*; do j=${d##*memory}; "
-           f"[ $((j*bs)) -ge {REGION_START} ] && [ \"$(cat $d/state)\" = online ] && n=$((n+1)); "
-           f"done; [ $((n*bs)) -ge {want} ] && break; usleep 200000; i=$((i+1)); done; "
-           "echo \"ON\"LINE=$((n*bs))")
+    cmd = (f"i=0; while [ $i -lt 600 ]; do {online_bytes_sh(REGION_START)}; "
+           f"[ $b -ge {want} ] && break; usleep 200000; i=$((i+1)); done; "
+           "echo \"ON\"LINE=$b")
     return int(run(s, cmd, r"ONLINE=(\d+)\r?\n", timeout=240).group(1))
 
 

@@ -43,12 +43,17 @@ def wait_meminfo(s, path, field, at_least_kb, timeout_s=240):
     return int(m.group(1))
 
 
+def online_bytes_sh(start):
+    """Shell that sets $b to the bytes of online Linux memory blocks at or
+    above start (the region)."""
+    return ("bs=$((0x$(cat /sys/devices/system/memory/block_size_bytes))); n=0; "
+            "for d in /sys/devices/system/memory/memory*; do j=${d##*memory}; "
+            f"[ $((j*bs)) -ge {start} ] && [ \"$(cat $d/state)\" = online ] && n=$((n+1)); "
+            "done; b=$((n*bs))")
+
+
 def online_region_bytes(s, start):
-    """Bytes of online Linux memory blocks at or above start (the region)."""
-    cmd = ("bs=$((0x$(cat /sys/devices/system/memory/block_size_bytes))); n=0; "
-           "for d in /sys/devices/system/memory/memory*; do i=${d##*memory}; "
-           f"[ $((i*bs)) -ge {start} ] && [ \"$(cat $d/state)\" = online ] && n=$((n+1)); "
-           "done; echo \"ON\"LINE=$((n*bs))")
+    cmd = online_bytes_sh(start) + "; echo \"ON\"LINE=$b"
     return int(run(s, cmd, r"ONLINE=(\d+)\r?\n").group(1))
 
 
