@@ -158,7 +158,6 @@ static const struct allowed_ioctl main_ioctls[] = {
     {KVM_SET_TSS_ADDR, "x86 TSS"},
     {KVM_SET_IDENTITY_MAP_ADDR, "x86 identity map"},
     {KVM_CREATE_IRQCHIP, "in-kernel IOAPIC/PIC/LAPIC"},
-    {KVM_CREATE_PIT2, "in-kernel PIT"},
     {KVM_GET_SUPPORTED_CPUID, "CPUID"},
     {KVM_SET_CPUID2, "CPUID"},
     {KVM_GET_SREGS, "boot vCPU state"},

@@ -380,6 +380,26 @@ static const char *signal_name(int sig)
     }
 }
 
+/* A stop signal ends the VMM even when it lands together with a guest
+ * reboot: a reboot only restarts the guest, so letting it win would lose the
+ * signal (and a guest that resets at once, every time, could never be
+ * stopped). Any other stop reason already ends the VMM and stays. */
+static void stop_for_signal(struct vm *vm, int sig)
+{
+    pthread_mutex_lock(&vm->stop_lock);
+    enum vm_stop_reason was = vm->stop_reason;
+    if (was == VM_RUNNING || was == VM_STOP_REBOOT) {
+        vm->stop_reason = VM_STOP_SIGNAL;
+        snprintf(vm->stop_detail, sizeof(vm->stop_detail), "stopped by %s", signal_name(sig));
+    }
+    if (was == VM_RUNNING) {
+        uint64_t one = 1;
+        if (write(vm->stop_eventfd, &one, sizeof(one)) < 0)
+            log_warn("signalling stop: %s", strerror(errno));
+    }
+    pthread_mutex_unlock(&vm->stop_lock);
+}
+
 int vm_wait(struct vm *vm)
 {
     sigset_t stop_signals;
@@ -387,7 +407,7 @@ int vm_wait(struct vm *vm)
     sigaddset(&stop_signals, SIGINT);
     sigaddset(&stop_signals, SIGTERM);
     sigaddset(&stop_signals, SIGHUP);
-    int sfd = signalfd(-1, &stop_signals, SFD_CLOEXEC);
+    int sfd = signalfd(-1, &stop_signals, SFD_CLOEXEC | SFD_NONBLOCK);
     if (sfd < 0)
         log_warn("signalfd: %s (signals will not stop the VM cleanly)", strerror(errno));
 
@@ -404,9 +424,15 @@ int vm_wait(struct vm *vm)
         if (sfd >= 0 && (fds[1].revents & POLLIN)) {
             struct signalfd_siginfo si;
             if (read(sfd, &si, sizeof(si)) == (ssize_t)sizeof(si))
-                vm_request_stop(vm, VM_STOP_SIGNAL, "stopped by %s",
-                                signal_name((int)si.ssi_signo));
+                stop_for_signal(vm, (int)si.ssi_signo);
         }
+    }
+    /* The guest may have asked for its reboot before the loop above ever
+     * polled: a signal pending meanwhile is still taken. */
+    if (sfd >= 0) {
+        struct signalfd_siginfo si;
+        if (read(sfd, &si, sizeof(si)) == (ssize_t)sizeof(si))
+            stop_for_signal(vm, (int)si.ssi_signo);
     }
     kick_vcpus(vm);
     join_vcpus(vm);

@@ -121,10 +121,11 @@ int arch_vm_init(struct vm *vm)
     rc = vm_ioctl(vm, KVM_CREATE_IRQCHIP, 0, "KVM_CREATE_IRQCHIP");
     if (rc)
         return rc;
-    struct kvm_pit_config pit = {.flags = KVM_PIT_SPEAKER_DUMMY};
-    rc = vm_ioctl(vm, KVM_CREATE_PIT2, (unsigned long)&pit, "KVM_CREATE_PIT2");
-    if (rc)
-        return rc;
+    /* No PIT (KVM_CREATE_PIT2), as in Cloud Hypervisor: under
+     * hardware-reduced ACPI Linux has no legacy IRQs and never starts the
+     * PIT timer, and with kvm-clock it calibrates the TSC and the LAPIC timer
+     * without it. An in-kernel PIT would cost a kernel timer per VM and an
+     * SRCU grace period in every VM teardown (its IRQ-ack notifier). */
 
     x->supported_cpuid = x86_supported_cpuid(vm->kvm_fd, X86_CPUID_SPARE_ENTRIES);
     if (!x->supported_cpuid)

@@ -33,6 +33,7 @@
 #define X86_COM1_GSI            4
 #define X86_I8042_DATA_PORT     0x60
 #define X86_I8042_CMD_PORT      0x64
+#define X86_SYSTEM_CONTROL_PORT 0x61    /* PC speaker gate, PIT channel 2 output */
 /* ACPI hardware-reduced sleep/reset registers (FADT SLEEP_CONTROL_REG,
  * SLEEP_STATUS_REG, RESET_REG), one byte each. */
 #define X86_ACPI_SLEEP_CONTROL_PORT 0x600

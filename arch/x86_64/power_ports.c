@@ -36,10 +36,18 @@ static void acpi_pm_write(void *opaque, uint64_t offset, const uint8_t *data, un
 
 static const struct io_handler acpi_pm_io = {.read = acpi_pm_read, .write = acpi_pm_write};
 
+#define SYSTEM_CONTROL_TIMER2_OUT 0x20
+
 static void i8042_read(void *opaque, uint64_t offset, uint8_t *data, unsigned len)
 {
     /* Status 0: both buffers empty, so a reset command may be written. */
     memset(data, 0, len);
+    /* There is no PIT. A guest calibrating its TSC against PIT channel 2
+     * (Linux without kvm-clock) spins until that channel's output goes high:
+     * reading it high at once makes the calibration fail fast and fall back,
+     * never hang. */
+    if (offset == X86_SYSTEM_CONTROL_PORT - X86_I8042_DATA_PORT)
+        data[0] = SYSTEM_CONTROL_TIMER2_OUT;
 }
 
 static void i8042_write(void *opaque, uint64_t offset, const uint8_t *data, unsigned len)
@@ -58,8 +66,8 @@ int x86_power_ports_register(struct vm *vm)
                              vm, "acpi-pm");
     if (rc)
         return rc;
-    /* Data port 0x60 through command port 0x64 (0x61 is the in-kernel PIT's
-     * speaker port and never reaches userspace, but claim the gap harmlessly). */
+    /* Data port 0x60 through command port 0x64, and the system control
+     * port 0x61 between them. */
     return io_bus_register(&vm->pio, X86_I8042_DATA_PORT,
                            X86_I8042_CMD_PORT - X86_I8042_DATA_PORT + 1, &i8042_io, vm, "i8042");
 }

@@ -58,6 +58,8 @@ _start:
         je      unplugged_hotplug
         cmp     $'v', %al
         je      virtio_reset
+        cmp     $'c', %al
+        je      pit_calibration
 fail:
         lea     msg_fail(%rip), %rsi
         call    puts
@@ -97,6 +99,24 @@ unmapped_mmio:
         cmp     $0xffffffff, %eax
         jne     fail
         lea     msg_mmio(%rip), %rsi
+        call    puts
+        jmp     acpi_poweroff
+
+pit_calibration:                                /* Linux's TSC-vs-PIT loop, bounded: wait for */
+        mov     $0x61, %dx                      /* channel 2's output (port 0x61 bit 5) */
+        in      %dx, %al
+        and     $0xfd, %al                      /* speaker off, */
+        or      $0x01, %al                      /* channel 2 gate on */
+        out     %al, %dx
+        mov     $10000, %ecx
+1:      in      %dx, %al
+        test    $0x20, %al
+        jnz     2f
+        loop    1b
+        lea     msg_fail(%rip), %rsi            /* never went high */
+        call    puts
+        jmp     acpi_poweroff
+2:      lea     msg_pit(%rip), %rsi
         call    puts
         jmp     acpi_poweroff
 
@@ -158,4 +178,5 @@ msg_initrd:     .asciz " initrd="
 msg_e820:       .asciz " e820="
 msg_mmio:       .asciz "MMIO-UNMAPPED-OK\n"
 msg_hotplug:    .asciz "HOTPLUG-UNPLUGGED-OK\n"
+msg_pit:        .asciz "PIT-CALIBRATION-ENDS\n"
 msg_fail:       .asciz "TINY-GUEST-FAIL\n"
