@@ -96,6 +96,36 @@ def _end_sessions(request):
         request.getfixturevalue("host").cleanup_sessions()
 
 
+# Every minivmm thread on the host: state, where it waits in the kernel, its
+# kernel stack. A guest that never answers is then told apart from a VMM
+# stuck in the host kernel (a D-state process that even SIGKILL cannot end).
+_MINIVMM_THREADS = r"""
+for p in $(pidof minivmm); do
+  for t in /proc/$p/task/*; do
+    echo "== pid $p tid ${t##*/} $(cat $t/comm) state=$(cut -d' ' -f3 $t/stat) wchan=$(cat $t/wchan)"
+    cat $t/stack 2>/dev/null
+  done
+done
+echo "load: $(cat /proc/loadavg)"
+"""
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if report.when != "call" or not report.failed:
+        return
+    h = item.funcargs.get("host")
+    if h is None:
+        return
+    try:
+        _, out = h.run(_MINIVMM_THREADS, timeout=30)
+    except Exception as e:  # the host itself may be what failed
+        out = f"(could not ask the host: {e})"
+    report.sections.append(("minivmm threads on the host when the test failed", out))
+
+
 def pytest_terminal_summary(terminalreporter):
     for d in _log_dirs:
         terminalreporter.write_line(f"host transcripts: {d}")

@@ -53,6 +53,7 @@ import tempfile
 import termios
 import threading
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -698,6 +699,19 @@ class TestHostVM(Host):
         self._console_busy = s
         self._sessions.append(s)
         return s
+
+    def cleanup_sessions(self) -> None:
+        super().cleanup_sessions()
+        if self._console_busy is not None:
+            # A program that even SIGKILL did not end (stuck in the test
+            # host's kernel) still holds the only console: start a fresh test
+            # host, so that one stuck VMM fails one test and not every test
+            # after it. The failed test's report has the stuck threads' stacks.
+            stuck = self._console_busy.cmd
+            warnings.warn(f"{stuck!r} could not be ended; restarting the test host")
+            self.close()
+            self._console_busy = None
+            self.boot()
 
     def close(self) -> None:
         if self._proc and self._proc.poll() is None:

@@ -53,6 +53,23 @@ def test_spawn_interrupt_and_kill(host):
     assert s.wait_exit(30) == 0
 
 
+def test_a_program_that_cannot_be_ended_costs_one_test_host(host):
+    """A VMM stuck in the host kernel survives SIGKILL and keeps the test
+    host's only console: the harness then restarts the test host instead of
+    failing every later test. Simulated by stopping the spawn wrapper, so no
+    end marker ever comes."""
+    if host.kind != "qemu":
+        pytest.skip("only the QEMU test host has a console to lose")
+    s = host.spawn("echo stopping-the-wrapper; kill -STOP $$; sleep 600")
+    s.expect("stopping-the-wrapper")
+    with pytest.warns(UserWarning, match="restarting the test host"):
+        host.cleanup_sessions()
+    assert host.run("echo control-works") == (0, "control-works\n")
+    s = host.spawn("echo console-$((6 * 7))")
+    s.expect("console-42")
+    assert s.wait_exit(30) == 0
+
+
 @pytest.mark.qemu_peer
 @pytest.mark.parametrize("series", ["6.1", "6.12"])
 def test_qemu_kvm_boots_guest(host, series, record_property):
