@@ -305,7 +305,12 @@ int vm_start(struct vm *vm)
 void vm_request_stop(struct vm *vm, enum vm_stop_reason reason, const char *fmt, ...)
 {
     pthread_mutex_lock(&vm->stop_lock);
-    if (vm->stop_reason == VM_RUNNING) {
+    /* The first reason stands, except that a stop signal overrides a guest
+     * reboot: a reboot only restarts the guest, so letting it win would lose
+     * the signal (and a guest that resets at once, every time, could never
+     * be stopped). */
+    enum vm_stop_reason was = vm->stop_reason;
+    if (was == VM_RUNNING || (was == VM_STOP_REBOOT && reason == VM_STOP_SIGNAL)) {
         vm->stop_reason = reason;
         va_list ap;
         va_start(ap, fmt);
@@ -380,24 +385,11 @@ static const char *signal_name(int sig)
     }
 }
 
-/* A stop signal ends the VMM even when it lands together with a guest
- * reboot: a reboot only restarts the guest, so letting it win would lose the
- * signal (and a guest that resets at once, every time, could never be
- * stopped). Any other stop reason already ends the VMM and stays. */
-static void stop_for_signal(struct vm *vm, int sig)
+static void take_stop_signal(struct vm *vm, int sfd)
 {
-    pthread_mutex_lock(&vm->stop_lock);
-    enum vm_stop_reason was = vm->stop_reason;
-    if (was == VM_RUNNING || was == VM_STOP_REBOOT) {
-        vm->stop_reason = VM_STOP_SIGNAL;
-        snprintf(vm->stop_detail, sizeof(vm->stop_detail), "stopped by %s", signal_name(sig));
-    }
-    if (was == VM_RUNNING) {
-        uint64_t one = 1;
-        if (write(vm->stop_eventfd, &one, sizeof(one)) < 0)
-            log_warn("signalling stop: %s", strerror(errno));
-    }
-    pthread_mutex_unlock(&vm->stop_lock);
+    struct signalfd_siginfo si;
+    if (read(sfd, &si, sizeof(si)) == (ssize_t)sizeof(si))
+        vm_request_stop(vm, VM_STOP_SIGNAL, "stopped by %s", signal_name((int)si.ssi_signo));
 }
 
 int vm_wait(struct vm *vm)
@@ -421,19 +413,13 @@ int vm_wait(struct vm *vm)
             vm_request_stop(vm, VM_STOP_ERROR, "poll: %s", strerror(errno));
             break;
         }
-        if (sfd >= 0 && (fds[1].revents & POLLIN)) {
-            struct signalfd_siginfo si;
-            if (read(sfd, &si, sizeof(si)) == (ssize_t)sizeof(si))
-                stop_for_signal(vm, (int)si.ssi_signo);
-        }
+        if (sfd >= 0 && (fds[1].revents & POLLIN))
+            take_stop_signal(vm, sfd);
     }
     /* The guest may have asked for its reboot before the loop above ever
      * polled: a signal pending meanwhile is still taken. */
-    if (sfd >= 0) {
-        struct signalfd_siginfo si;
-        if (read(sfd, &si, sizeof(si)) == (ssize_t)sizeof(si))
-            stop_for_signal(vm, (int)si.ssi_signo);
-    }
+    if (sfd >= 0)
+        take_stop_signal(vm, sfd);
     kick_vcpus(vm);
     join_vcpus(vm);
     if (sfd >= 0)

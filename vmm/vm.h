@@ -101,7 +101,8 @@ int vm_reset(struct vm *vm);
 /* Starts every vCPU thread. */
 int vm_start(struct vm *vm);
 
-/* Asks every thread to stop; the first reason wins. Safe from any thread. */
+/* Asks every thread to stop; the first reason wins, except that a stop
+ * signal overrides a guest reboot. Safe from any thread. */
 __attribute__((format(printf, 3, 4)))
 void vm_request_stop(struct vm *vm, enum vm_stop_reason reason, const char *fmt, ...);
 
