@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# The Debian packages minivmm needs to build, test and benchmark, in one place.
+# The Debian packages minivmm needs to build, test and benchmark, in one place:
+# nothing else is installed anywhere, and tests/cleanroot/run proves the list
+# on a minimal Debian 12 root (a package missing here fails that stage).
 # `tests/deps.sh install` installs whatever is missing (needs root and Debian's
 # apt sources); `tests/deps.sh check` only reports.
 set -euo pipefail
@@ -15,7 +17,10 @@ PACKAGES=(
     cpio e2fsprogs kmod                     # guest and test-host images (depmod)
     zstd xz-utils                           # kernel package contents
     curl socat                              # API clients in tests
-    libmicrohttpd-dev libjansson-dev        # the API server: HTTP and JSON
+    libmicrohttpd-dev                       # the API server: HTTP (JSON: jansson above)
+    libseccomp-dev                          # per-thread system call allowlists
+    man-db                                  # man -l renders minivmm(1) in its test
+    mmdebstrap                              # tests/cleanroot: a clean Debian 12 root
 )
 
 missing=()
