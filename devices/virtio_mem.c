@@ -19,6 +19,23 @@ _Static_assert(sizeof(struct virtio_mem_resp) == 10, "virtio-mem response is 10 
 _Static_assert(sizeof(struct virtio_mem_config) == 0x38, "virtio-mem config is 56 bytes");
 
 #define MIN_BLOCK_SIZE 4096ULL
+/* How far past requested_size the guest may plug (QEMU's x86 choice): room
+ * for the driver to pick blocks in a memory block it already added, while a
+ * terabyte region does not invite a terabyte of guest metadata. */
+#define USABLE_EXTENT (256ULL << 20)
+/* Linux's memory block on x86 (arm64 with 4 KiB pages uses the same order
+ * or smaller): the usable end never cuts one in half. */
+#define USABLE_ALIGN (128ULL << 20)
+
+uint64_t virtio_mem_usable_for(uint64_t requested, uint64_t block_size, uint64_t region_size)
+{
+    uint64_t align = block_size > USABLE_ALIGN ? block_size : USABLE_ALIGN;
+    if (requested > region_size || region_size - requested <= USABLE_EXTENT)
+        return region_size;
+    uint64_t want = requested + USABLE_EXTENT;
+    want = (want + align - 1) / align * align;
+    return want < region_size ? want : region_size;
+}
 
 __attribute__((format(printf, 4, 5))) static int fail(char *err, size_t errlen,
                                                        const char *id, const char *fmt, ...)
@@ -82,13 +99,10 @@ int virtio_mem_init(struct virtio_mem *m, const struct virtio_mem_params *p,
     m->cfg.node_id = p->node_id;
     m->cfg.addr = p->addr;
     m->cfg.region_size = p->region_size;
-    /* Policy: the whole region is usable from the start and stays so. The
-     * host limits the guest through requested_size (and NACKs plugs beyond
-     * it), so a smaller usable window would add no protection; the guest
-     * builds memmap only for memory it plugs, so a large usable region costs
-     * it nothing. With usable_region_size fixed, requested_size is the only
-     * config field that ever changes at runtime. */
-    m->cfg.usable_region_size = p->region_size;
+    /* Policy (docs/virtio-mem.md): requested_size plus an extent, grown
+     * with requested_size, shrunk only when nothing is plugged (UNPLUG_ALL,
+     * system reset), as the spec allows. */
+    m->cfg.usable_region_size = virtio_mem_usable_for(p->requested_size, bs, p->region_size);
     m->cfg.requested_size = p->requested_size;
     return 0;
 }
@@ -161,6 +175,20 @@ static int unplug_all(struct virtio_mem *m)
     return 0;
 }
 
+/* With nothing plugged the usable region may shrink back to what the
+ * requested size needs (the spec allows it only then). True if it did. */
+static bool shrink_usable(struct virtio_mem *m)
+{
+    struct virtio_mem_config *c = &m->cfg;
+    if (c->plugged_size)
+        return false;
+    uint64_t want = virtio_mem_usable_for(c->requested_size, c->block_size, c->region_size);
+    if (want >= c->usable_region_size)
+        return false;
+    c->usable_region_size = want;
+    return true;
+}
+
 static uint16_t block_state(const struct virtio_mem *m, uint64_t first, uint64_t n)
 {
     uint64_t set = bitmap_count(m->plugged, first, n);
@@ -177,6 +205,7 @@ void virtio_mem_handle_request(struct virtio_mem *m, const struct virtio_mem_req
     uint16_t nb_blocks = le16toh(req->nb_blocks);
     uint16_t answer = VIRTIO_MEM_RESP_ERROR, state = 0;
     uint64_t first = 0, size = 0;
+    bool usable_changed = false;
 
     pthread_mutex_lock(&m->lock);
     bool range_ok = decode_range(m, addr, nb_blocks, &first, &size);
@@ -194,6 +223,8 @@ void virtio_mem_handle_request(struct virtio_mem *m, const struct virtio_mem_req
     case VIRTIO_MEM_REQ_UNPLUG_ALL:
         m->stats.unplug_all++;
         answer = unplug_all(m) ? VIRTIO_MEM_RESP_ERROR : VIRTIO_MEM_RESP_ACK;
+        if (answer == VIRTIO_MEM_RESP_ACK)
+            usable_changed = shrink_usable(m);
         break;
     case VIRTIO_MEM_REQ_STATE:
         m->stats.state++;
@@ -212,8 +243,12 @@ void virtio_mem_handle_request(struct virtio_mem *m, const struct virtio_mem_req
     default: m->stats.error++; break;
     }
     bool plugged_changed = answer == VIRTIO_MEM_RESP_ACK && type != VIRTIO_MEM_REQ_STATE;
+    struct virtio_link link = m->link;
+    bool notify = usable_changed && m->activated;
     pthread_mutex_unlock(&m->lock);
 
+    if (notify && link.config_changed)
+        link.config_changed(link.transport);
     if (plugged_changed && m->observer)
         m->observer(m->observer_opaque, m, VIRTIO_MEM_EVENT_PLUGGED);
     memset(resp, 0, sizeof(*resp));
@@ -228,8 +263,15 @@ int virtio_mem_set_requested_size(struct virtio_mem *m, uint64_t requested, char
     uint64_t bs = m->cfg.block_size, region = m->cfg.region_size;
     bool changed = requested != m->cfg.requested_size;
     bool valid = requested <= region && requested % bs == 0;
-    if (valid)
+    if (valid) {
         m->cfg.requested_size = requested;
+        /* Grows at once; shrinks only when nothing is plugged. */
+        uint64_t want = virtio_mem_usable_for(requested, bs, region);
+        if (want > m->cfg.usable_region_size || (!m->cfg.plugged_size && want < m->cfg.usable_region_size)) {
+            changed = changed || want != m->cfg.usable_region_size;
+            m->cfg.usable_region_size = want;
+        }
+    }
     bool notify = valid && changed && m->activated;
     struct virtio_link link = m->link;
     pthread_mutex_unlock(&m->lock);
@@ -260,6 +302,8 @@ int virtio_mem_system_reset(struct virtio_mem *m)
 {
     pthread_mutex_lock(&m->lock);
     int rc = unplug_all(m);
+    if (rc == 0)
+        shrink_usable(m);
     pthread_mutex_unlock(&m->lock);
     return rc;
 }

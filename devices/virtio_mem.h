@@ -111,6 +111,10 @@ extern const struct virtio_device_ops virtio_mem_ops;
 /* Backing ops for a struct hotplug_mem (vmm/hotplug_mem.h) as `backing`. */
 extern const struct virtio_mem_backing_ops virtio_mem_hotplug_backing;
 
+/* The usable_region_size policy: requested plus a 256 MiB extent, rounded
+ * up to 128 MiB (or the block), at most the region. */
+uint64_t virtio_mem_usable_for(uint64_t requested, uint64_t block_size, uint64_t region_size);
+
 /* Returns 0 or a negative errno with err describing what is wrong. */
 int virtio_mem_init(struct virtio_mem *m, const struct virtio_mem_params *p,
                     const struct virtio_mem_backing_ops *backing_ops, void *backing,

@@ -12,13 +12,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "vmm/bitmap.h"
 #include "vmm/log.h"
 
-#ifndef MADV_POPULATE_WRITE
-#define MADV_POPULATE_WRITE 23  /* Linux 5.14; older libc headers lack it */
-#endif
-
 #define PAGE_SIZE_MIN 4096ULL
+/* What one first touch of a plugged block backs at most: large enough that
+ * a guest streaming through new memory costs one guard round trip per
+ * 2 MiB, small enough that a 1 GiB block is not zeroed for one page. */
+#define FAULT_CHUNK (2ULL << 20)
 /* KVM's slot field carries the address space in its upper 16 bits. */
 #define KVM_SLOT_ID_LIMIT 0x10000ULL
 
@@ -46,51 +47,46 @@ static int set_slot(const struct hotplug_mem *hm, uint32_t s, bool on)
     return 0;
 }
 
-/* Hands [offset, offset + len) back to the host. MADV_REMOVE frees the
- * memfd's pages (MADV_DONTNEED would only drop this mapping's view of a
- * shared page and free nothing); punching a hole is the same for a kernel or
- * filesystem that refuses the madvise. */
+/* Hands [offset, offset + len) back to the host: punching a hole frees the
+ * memfd's pages and unmaps them from every mapping, KVM's included (the MMU
+ * notifier zaps its stage-2 entries). MADV_DONTNEED would only drop this
+ * mapping's view of a shared page and free nothing. */
 static int discard(const struct hotplug_mem *hm, uint64_t offset, uint64_t len)
 {
-    if (madvise(hm->hva + offset, len, MADV_REMOVE) == 0)
+    if (fallocate(hm->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)offset,
+                  (off_t)len) == 0)
         return 0;
     int err = errno;
-    if (err == EINVAL || err == EOPNOTSUPP) {
-        if (fallocate(hm->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)offset,
-                      (off_t)len) == 0)
-            return 0;
+    if ((err == EOPNOTSUPP || err == ENOSYS) && madvise(hm->hva + offset, len, MADV_REMOVE) == 0)
+        return 0;
+    if (err == EOPNOTSUPP || err == ENOSYS)
         err = errno;
-    }
     log_error("%s: discarding %llu MiB at offset 0x%llx: %s", hm->name, mib(len),
               (unsigned long long)offset, strerror(err));
     return -err;
 }
 
-/* Faults every page in now, so a host without the memory says so as a
- * failed plug (answered BUSY) instead of a SIGBUS in a vCPU later. */
+/* Allocates every page of [offset, offset + len) now, through the file and
+ * not the mapping: the guard watches the mapping, and a host without the
+ * memory says so here as an error (a plug answered BUSY) instead of a
+ * SIGBUS or an OOM kill in a vCPU later. */
 static int populate(const struct hotplug_mem *hm, uint64_t offset, uint64_t len)
 {
     int rc;
     do
-        rc = madvise(hm->hva + offset, len, MADV_POPULATE_WRITE);
+        rc = fallocate(hm->memfd, 0, (off_t)offset, (off_t)len);
     while (rc < 0 && errno == EINTR);
     if (rc == 0)
         return 0;
     int err = errno;
-    const char *how = "MADV_POPULATE_WRITE";
-    if (err == EINVAL) {        /* kernel older than 5.14 */
-        how = "fallocate";
-        if (fallocate(hm->memfd, 0, (off_t)offset, (off_t)len) == 0)
-            return 0;
-        err = errno;
-    }
-    log_warn("%s: preallocating %llu MiB at offset 0x%llx (%s): %s", hm->name, mib(len),
-             (unsigned long long)offset, how, strerror(err));
-    return err == ENOMEM || err == ENOSPC || err == EFAULT ? -ENOMEM : -err;
+    log_warn("%s: backing %llu MiB at offset 0x%llx: %s", hm->name, mib(len),
+             (unsigned long long)offset, strerror(err));
+    return err == ENOMEM || err == ENOSPC ? -ENOMEM : -err;
 }
 
 int hotplug_mem_init(struct hotplug_mem *hm, int vm_fd, const char *name, uint64_t gpa,
-                     uint64_t size, uint64_t slot_size, uint32_t first_slot, bool prealloc)
+                     uint64_t size, uint64_t slot_size, uint64_t block_size,
+                     uint32_t first_slot, bool prealloc)
 {
     memset(hm, 0, sizeof(*hm));
     hm->vm_fd = vm_fd;
@@ -98,16 +94,19 @@ int hotplug_mem_init(struct hotplug_mem *hm, int vm_fd, const char *name, uint64
     hm->gpa = gpa;
     hm->size = size;
     hm->slot_size = slot_size;
+    hm->block_size = block_size;
     hm->first_slot = first_slot;
     hm->prealloc = prealloc;
     snprintf(hm->name, sizeof(hm->name), "%s", name ? name : "hotplug-mem");
 
     if (slot_size < PAGE_SIZE_MIN || (slot_size & (slot_size - 1)) || size == 0 ||
-        size % slot_size || gpa % slot_size || gpa + size < gpa || size > (uint64_t)INT64_MAX) {
+        size % slot_size || gpa % slot_size || gpa + size < gpa || size > (uint64_t)INT64_MAX ||
+        block_size < PAGE_SIZE_MIN || (block_size & (block_size - 1)) || slot_size % block_size) {
         log_error("%s: region gpa 0x%llx size 0x%llx is not a non-empty multiple of the "
-                  "slot size 0x%llx (a power of two >= 4 KiB) inside the address space",
+                  "slot size 0x%llx (a power of two >= 4 KiB, a multiple of the block size "
+                  "0x%llx) inside the address space",
                   hm->name, (unsigned long long)gpa, (unsigned long long)size,
-                  (unsigned long long)slot_size);
+                  (unsigned long long)slot_size, (unsigned long long)block_size);
         return -EINVAL;
     }
     uint64_t n_slots = size / slot_size;
@@ -127,11 +126,16 @@ int hotplug_mem_init(struct hotplug_mem *hm, int vm_fd, const char *name, uint64
     hm->n_slots = (uint32_t)n_slots;
 
     hm->slot_plugged = calloc(n_slots, sizeof(*hm->slot_plugged));
-    if (!hm->slot_plugged) {
+    hm->block_plugged = calloc(bitmap_words(size / block_size), sizeof(uint64_t));
+    if (!hm->slot_plugged || !hm->block_plugged) {
         log_error("%s: cannot allocate bookkeeping for %llu slots", hm->name,
                   (unsigned long long)n_slots);
+        hotplug_mem_destroy(hm);
         return -ENOMEM;
     }
+
+    pthread_mutex_init(&hm->backing_lock, NULL);
+    hm->backing_lock_ready = true;
 
     /* Sealing lets nobody (not even a bug here) shrink the file under the
      * mapping, which would turn guest accesses into SIGBUS. */
@@ -176,15 +180,26 @@ fail:
 static int check_range(const struct hotplug_mem *hm, uint64_t offset, uint64_t len,
                        const char *op)
 {
-    if (len == 0 || (offset | len) % PAGE_SIZE_MIN || offset > hm->size ||
+    if (len == 0 || (offset | len) % hm->block_size || offset > hm->size ||
         len > hm->size - offset) {
-        log_error("%s: %s of 0x%llx bytes at offset 0x%llx is not page aligned inside the "
+        log_error("%s: %s of 0x%llx bytes at offset 0x%llx is not block aligned inside the "
                   "0x%llx-byte region",
                   hm->name, op, (unsigned long long)len, (unsigned long long)offset,
                   (unsigned long long)hm->size);
         return -EINVAL;
     }
     return 0;
+}
+
+/* Marks blocks backable (plugged) or not, as the guard sees them. */
+static void set_backable(struct hotplug_mem *hm, uint64_t offset, uint64_t len, bool on)
+{
+    pthread_mutex_lock(&hm->backing_lock);
+    if (on)
+        bitmap_set_range(hm->block_plugged, offset / hm->block_size, len / hm->block_size);
+    else
+        bitmap_clear_range(hm->block_plugged, offset / hm->block_size, len / hm->block_size);
+    pthread_mutex_unlock(&hm->backing_lock);
 }
 
 /* Bytes of [offset, offset + len) that fall into slot s. */
@@ -239,6 +254,7 @@ int hotplug_mem_plug(struct hotplug_mem *hm, uint64_t offset, uint64_t len)
             hm->slots_registered++;
         hm->slot_plugged[s] += bytes_in_slot(hm, offset, len, s);
     }
+    set_backable(hm, offset, len, true);
     return 0;
 }
 
@@ -267,28 +283,66 @@ int hotplug_mem_unplug(struct hotplug_mem *hm, uint64_t offset, uint64_t len)
         }
     }
 
-    /* Memslots go first: once they are gone the guest cannot fault the
-     * discarded pages straight back in. */
+    /* From here on the guard backs nothing in these blocks, so what the
+     * discard below frees stays freed. */
+    set_backable(hm, offset, len, false);
     for (uint32_t s = s0; s <= s1; s++) {
         if (hm->slot_plugged[s] != bytes_in_slot(hm, offset, len, s))
             continue;
         rc = set_slot(hm, s, false);
         if (rc) {
             restore_slots(hm, offset, len, s0, s);
+            set_backable(hm, offset, len, true);
             return rc;
         }
     }
     rc = discard(hm, offset, len);
     if (rc) {
         restore_slots(hm, offset, len, s0, s1 + 1);
+        set_backable(hm, offset, len, true);
         return rc;
     }
     for (uint32_t s = s0; s <= s1; s++) {
         hm->slot_plugged[s] -= bytes_in_slot(hm, offset, len, s);
-        if (!hm->slot_plugged[s])
-            hm->slots_registered--;
+        if (hm->slot_plugged[s])
+            continue;
+        hm->slots_registered--;
+        /* A slot that holds nothing plugged holds no memory either: whatever
+         * reached it outside the blocks just unplugged (the VMM's own
+         * accesses, a guard-less build) goes too. */
+        uint64_t start = (uint64_t)s * hm->slot_size;
+        if (start < offset || start + hm->slot_size > offset + len)
+            discard(hm, start, hm->slot_size);
     }
     return 0;
+}
+
+int hotplug_mem_fault(struct hotplug_mem *hm, uint64_t offset)
+{
+    if (offset >= hm->size)
+        return -EFAULT;
+    uint64_t chunk = hm->block_size < FAULT_CHUNK ? hm->block_size : FAULT_CHUNK;
+    uint64_t start = offset & ~(chunk - 1);
+    pthread_mutex_lock(&hm->backing_lock);
+    int rc = -EFAULT;
+    if (bitmap_count(hm->block_plugged, offset / hm->block_size, 1))
+        rc = populate(hm, start, chunk);
+    pthread_mutex_unlock(&hm->backing_lock);
+    if (rc == -EFAULT)
+        __atomic_add_fetch(&hm->blocked_accesses, 1, __ATOMIC_RELAXED);
+    else if (rc)
+        __atomic_add_fetch(&hm->backing_failures, 1, __ATOMIC_RELAXED);
+    return rc;
+}
+
+bool hotplug_mem_is_plugged(struct hotplug_mem *hm, uint64_t offset)
+{
+    if (offset >= hm->size)
+        return false;
+    pthread_mutex_lock(&hm->backing_lock);
+    bool on = bitmap_count(hm->block_plugged, offset / hm->block_size, 1) != 0;
+    pthread_mutex_unlock(&hm->backing_lock);
+    return on;
 }
 
 uint64_t hotplug_mem_resident(const struct hotplug_mem *hm)
@@ -322,8 +376,13 @@ void hotplug_mem_destroy(struct hotplug_mem *hm)
     if (hm->memfd >= 0)
         close(hm->memfd);
     free(hm->slot_plugged);
+    free(hm->block_plugged);
+    if (hm->backing_lock_ready)
+        pthread_mutex_destroy(&hm->backing_lock);
+    hm->backing_lock_ready = false;
     hm->hva = NULL;
     hm->memfd = -1;
     hm->slot_plugged = NULL;
+    hm->block_plugged = NULL;
     hm->slots_registered = 0;
 }

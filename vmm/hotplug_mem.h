@@ -2,11 +2,17 @@
  * own memfd, mapped MAP_SHARED|MAP_NORESERVE so an unplugged terabyte costs
  * the host nothing; KVM memslots of slot_size registered when the first byte
  * in them is plugged and removed when the last is unplugged; unplugged ranges
- * handed back to the host with MADV_REMOVE. Bookkeeping only: which blocks
- * are plugged is the device's business, this tracks bytes per slot. */
+ * (and a removed slot whole) handed back to the host by punching holes.
+ *
+ * The host memory bound: with a guard (vmm/hotplug_guard.h) watching the
+ * mapping, host pages are only ever allocated inside plugged blocks, by
+ * hotplug_mem_fault (first touch) or prealloc, so the memfd never holds more
+ * than the plugged bytes, whatever the guest touches. block_plugged is the
+ * guard's view of which blocks are plugged; the device keeps its own. */
 #ifndef MINIVMM_HOTPLUG_MEM_H
 #define MINIVMM_HOTPLUG_MEM_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -17,19 +23,31 @@ struct hotplug_mem {
     uint64_t gpa;
     uint64_t size;
     uint64_t slot_size;         /* power of two, divides size */
+    uint64_t block_size;        /* plug granularity: power of two, divides slot_size */
     uint32_t first_slot;        /* KVM slot ids first_slot .. first_slot + n_slots - 1 */
     uint32_t n_slots;
     uint64_t *slot_plugged;     /* plugged bytes per slot */
     uint32_t slots_registered;  /* how many memslots are live now */
     bool prealloc;              /* populate on plug; failure -> -ENOMEM */
     char name[32];
+    /* Guards block_plugged against the guard thread: a block is populated
+     * only while it is marked plugged, and unplug clears the mark before it
+     * discards, so no allocation can land in a block after its unplug. Held
+     * for one bounded populate at most, never across memslot changes. */
+    pthread_mutex_t backing_lock;
+    bool backing_lock_ready;
+    uint64_t *block_plugged;    /* bitmap, one bit per block */
+    uint64_t blocked_accesses;  /* guest touches of unplugged memory (atomic) */
+    uint64_t backing_failures;  /* first touches the host could not back (atomic) */
 };
 
 /* Creates the memfd of `size` bytes (sealed against shrinking) and the
  * reservation. Nothing is registered with KVM yet. size and gpa must be
- * multiples of slot_size. Returns 0 or a negative errno (logged). */
+ * multiples of slot_size, slot_size of block_size. Returns 0 or a negative
+ * errno (logged). */
 int hotplug_mem_init(struct hotplug_mem *hm, int vm_fd, const char *name, uint64_t gpa,
-                     uint64_t size, uint64_t slot_size, uint32_t first_slot, bool prealloc);
+                     uint64_t size, uint64_t slot_size, uint64_t block_size,
+                     uint32_t first_slot, bool prealloc);
 
 /* [offset, offset + len) (page aligned, inside the region, currently
  * unplugged according to the caller) becomes guest memory: memslots of the
@@ -38,10 +56,20 @@ int hotplug_mem_init(struct hotplug_mem *hm, int vm_fd, const char *name, uint64
  * memory (prealloc) or a memslot cannot be added; nothing changes then. */
 int hotplug_mem_plug(struct hotplug_mem *hm, uint64_t offset, uint64_t len);
 
-/* The reverse: slots left empty are removed from KVM first, then the range
- * is discarded (MADV_REMOVE) so the host's memory use falls. Returns 0 or a
- * negative errno (logged). */
+/* The reverse: the blocks stop being backable, slots left empty are removed
+ * from KVM, then the range is discarded (a removed slot as a whole) so the
+ * host's memory use falls. Returns 0 or a negative errno (logged). */
 int hotplug_mem_unplug(struct hotplug_mem *hm, uint64_t offset, uint64_t len);
+
+/* The guard's question for a missing page at offset: 0 when it lies in a
+ * plugged block, which is then backed around offset (at most 2 MiB, within
+ * the block) so the faulting access can be retried; -EFAULT when the block
+ * is unplugged (the guest broke the rule; nothing is allocated); -ENOMEM
+ * when the host cannot back plugged memory. Thread-safe. */
+int hotplug_mem_fault(struct hotplug_mem *hm, uint64_t offset);
+
+/* Whether the block holding offset is plugged now (the guard's view). */
+bool hotplug_mem_is_plugged(struct hotplug_mem *hm, uint64_t offset);
 
 /* Bytes of the memfd actually backed by host memory now (from st_blocks). */
 uint64_t hotplug_mem_resident(const struct hotplug_mem *hm);

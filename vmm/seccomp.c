@@ -32,6 +32,7 @@ static const char *const role_names[SECCOMP_ROLE_COUNT] = {
     [SECCOMP_ROLE_MAIN] = "main",
     [SECCOMP_ROLE_VCPU] = "vcpu",
     [SECCOMP_ROLE_DEVICE] = "device",
+    [SECCOMP_ROLE_GUARD] = "guard",
     [SECCOMP_ROLE_CONSOLE] = "console",
     [SECCOMP_ROLE_API] = "api",
 };

@@ -19,6 +19,7 @@ enum seccomp_role {
     SECCOMP_ROLE_DEVICE,    /* a virtio device's queue thread */
     SECCOMP_ROLE_CONSOLE,   /* stdin -> UART */
     SECCOMP_ROLE_API,       /* the HTTP server's threads */
+    SECCOMP_ROLE_GUARD,     /* the hotplug memory guard (userfaultfd) */
     SECCOMP_ROLE_COUNT,
 };
 

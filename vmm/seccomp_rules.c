@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <linux/kvm.h>
+#include <linux/userfaultfd.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/ioctl.h>
@@ -84,7 +85,8 @@ static const struct allowed main_calls[] = {
     /* Threads created after this filter is loaded (those of a VM rebuilt on
      * a guest reboot) inherit it beneath their own, so it must allow what
      * they need; their own filter narrows it again. */
-    {"fallocate", "inherited by virtio-mem device threads of a rebuilt VM"},
+    {"fallocate", "inherited by virtio-mem device and guard threads of a rebuilt VM"},
+    {"userfaultfd", "the hotplug memory guard of a rebuilt VM"},
     {"seccomp", "threads started after this filter (console, rebuilt vCPUs and devices) "
                 "stack their own"},
 };
@@ -98,6 +100,13 @@ static const struct allowed device_calls[] = {
     {"poll", "waiting for queue notifications"},
     {"ppoll", "waiting for queue notifications"},
     {"fallocate", "virtio-mem: punch-hole discard / populate when madvise cannot"},
+};
+
+static const struct allowed guard_calls[] = {
+    {"read", "userfaultfd messages, the stop eventfd"},
+    {"poll", "waiting for faults"},
+    {"ppoll", "waiting for faults"},
+    {"fallocate", "backing a plugged block on first touch"},
 };
 
 static const struct allowed console_calls[] = {
@@ -174,6 +183,14 @@ static const struct allowed_ioctl main_ioctls[] = {
     {TCSETSW, "the console's terminal mode around a reset"},
     {TCSETSF, "the console's terminal mode around a reset"},
     {KVM_RUN, "inherited by the vCPU threads of a rebuilt VM (they allow only this)"},
+    {UFFDIO_API, "the hotplug memory guard's userfaultfd"},
+    {UFFDIO_REGISTER, "the guard watches each virtio-mem region"},
+    {_IO(0xAA, 0x00), "USERFAULTFD_IOC_NEW: a userfaultfd from /dev/userfaultfd"},
+    {UFFDIO_WAKE, "inherited by the guard thread of a rebuilt VM"},
+};
+
+static const struct allowed_ioctl guard_ioctls[] = {
+    {UFFDIO_WAKE, "a faulting thread retries once its page is backed or refused"},
 };
 
 static const struct allowed_ioctl vcpu_ioctls[] = {
@@ -308,6 +325,11 @@ int seccomp_rules_add(scmp_filter_ctx ctx, enum seccomp_role role)
         break;
     case SECCOMP_ROLE_CONSOLE:
         rc = add_calls(ctx, console_calls, N(console_calls));
+        break;
+    case SECCOMP_ROLE_GUARD:
+        rc = add_calls(ctx, guard_calls, N(guard_calls));
+        if (!rc)
+            rc = add_ioctls(ctx, guard_ioctls, N(guard_ioctls));
         break;
     case SECCOMP_ROLE_API:
         rc = add_calls(ctx, api_calls, N(api_calls));

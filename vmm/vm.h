@@ -49,6 +49,7 @@ struct vm_device_info {
 #define VM_MAX_DEVICES 32
 
 struct vm_virtio_mem;
+struct hotplug_guard;
 
 struct vm {
     const struct vm_config *cfg;
@@ -64,6 +65,7 @@ struct vm {
     unsigned n_devices;
     struct vm_virtio_mem *virtio_mem;   /* cfg->n_virtio_mem of them (vm_devices.c) */
     unsigned n_virtio_mem;
+    struct hotplug_guard *mem_guard;    /* watches every region (vm_devices.c) */
     void *arch;                 /* owned by arch/<arch>/ */
     struct serial_16550 *console_uart;  /* set by the arch; fed by the console */
 
@@ -76,7 +78,7 @@ struct vm {
 
     pthread_mutex_t stop_lock;
     enum vm_stop_reason stop_reason;
-    char stop_detail[160];
+    char stop_detail[256];
     int stop_eventfd;           /* readable once a stop was requested */
 
     /* For the API (vmm/vm_control.c): what happens to the VM, and since when. */

@@ -72,6 +72,8 @@ static void fill_info(struct vm_virtio_mem *v, const struct virtio_mem_opts *o,
         .requested_size = c.requested_size,
         .driver_state = driver_state(&v->transport),
         .host_backed_bytes = hotplug_mem_resident(&v->mem),
+        .host_backed_bound = c.plugged_size,
+        .blocked_accesses = __atomic_load_n(&v->mem.blocked_accesses, __ATOMIC_RELAXED),
     };
     snprintf(out->id, sizeof(out->id), "%s", v->dev.id);
     /* Plugging and its memslot changes happen under the device lock. */
@@ -162,6 +164,11 @@ static const struct dev_metric dev_metrics[] = {
      DEV_FIELD(requested_size)},
     {"minivmm_virtio_mem_host_backed_bytes", "gauge", "Host memory backing the region now.",
      DEV_FIELD(host_backed_bytes)},
+    {"minivmm_virtio_mem_host_backed_bound_bytes", "gauge",
+     "What host_backed_bytes never exceeds (the plugged size).", DEV_FIELD(host_backed_bound)},
+    {"minivmm_virtio_mem_blocked_accesses_total", "counter",
+     "Guest accesses to unplugged memory refused (each stops the VM).",
+     DEV_FIELD(blocked_accesses)},
 };
 
 struct dev_counter {

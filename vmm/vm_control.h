@@ -28,6 +28,8 @@ struct vmc_virtio_mem_info {
     uint64_t addr, region_size, block_size, usable_region_size, plugged_size, requested_size;
     const char *driver_state;   /* "not_probed", "active", "broken" */
     uint64_t host_backed_bytes; /* memory of the region's memfd now */
+    uint64_t host_backed_bound; /* what host_backed_bytes never exceeds: plugged_size */
+    uint64_t blocked_accesses;  /* guest touches of unplugged memory refused */
     uint32_t memslots;          /* KVM memslots registered now */
     uint64_t req_plug, req_unplug, req_unplug_all, req_state;
     uint64_t resp_ack, resp_nack, resp_busy, resp_error;

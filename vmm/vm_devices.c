@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "vmm/arch.h"
+#include "vmm/hotplug_guard.h"
 #include "vmm/hotplug_layout.h"
 #include "vmm/log.h"
 #include "vmm/size_parse.h"
@@ -25,32 +26,94 @@ static void publish_device_event(void *opaque, struct virtio_mem *m, enum virtio
     }
 }
 
-/* A guest access to a hotplug region where no memslot is registered (its
- * blocks are unplugged) exits to us as MMIO: a misbehaving guest, logged, and
- * reads see all-ones as for any hole. */
-static void unplugged_log(struct vm_virtio_mem *v, const char *what, uint64_t offset)
+/* The rule a guest breaks by touching an unplugged block: the driver
+ * negotiated VIRTIO_MEM_F_UNPLUGGED_INACCESSIBLE (minivmm requires it), so
+ * nothing may read or write there. Such a guest is stopped: its access is
+ * not served (no host memory is spent on it) and the VM ends with status 1,
+ * a guest_error event and the device's blocked_accesses metric. */
+static void guest_touched_unplugged(struct vm_virtio_mem *v, uint64_t gpa, bool write)
 {
-    log_warn_ratelimited(&v->unplugged_rl, "%s: guest %s unplugged memory at 0x%llx; ignored", v->dev.id,
-                         what, (unsigned long long)(v->mem.gpa + offset));
+    if (__atomic_exchange_n(&v->error_reported, true, __ATOMIC_RELAXED))
+        return;         /* other vCPUs racing into the same stop */
+    struct vm *vm = v->vm;
+    event_publish(&vm->events, "guest_error",
+                  "\"id\":\"%s\",\"gpa\":%llu,\"access\":\"%s\",\"rule\":"
+                  "\"unplugged_inaccessible\"",
+                  v->dev.id, (unsigned long long)gpa, write ? "write" : "read");
+    vm_request_stop(vm, VM_STOP_ERROR,
+                    "%s: guest %s unplugged memory at 0x%llx; unplugged blocks are "
+                    "inaccessible (VIRTIO_MEM_F_UNPLUGGED_INACCESSIBLE): VM stopped",
+                    v->dev.id, write ? "wrote to" : "read from", (unsigned long long)gpa);
 }
 
+static void guard_violation(void *opaque, unsigned index, uint64_t gpa, bool write)
+{
+    struct vm *vm = opaque;
+    guest_touched_unplugged(&vm->virtio_mem[index], gpa, write);
+}
+
+/* Plugged memory the host cannot back on first touch: the access cannot be
+ * served, and a vCPU cannot be left waiting, so the VM stops with the
+ * reason (prealloc=on turns this into a BUSY answer at plug time instead). */
+static void guard_host_failure(void *opaque, unsigned index, uint64_t gpa, int err)
+{
+    struct vm *vm = opaque;
+    struct vm_virtio_mem *v = &vm->virtio_mem[index];
+    if (__atomic_exchange_n(&v->error_reported, true, __ATOMIC_RELAXED))
+        return;
+    event_publish(&vm->events, "host_error", "\"id\":\"%s\",\"gpa\":%llu,\"error\":\"%s\"",
+                  v->dev.id, (unsigned long long)gpa, strerror(err));
+    vm_request_stop(vm, VM_STOP_ERROR,
+                    "%s: the host cannot back plugged memory at 0x%llx the guest touched: %s "
+                    "(prealloc=on would have answered the plug BUSY): VM stopped",
+                    v->dev.id, (unsigned long long)gpa, strerror(err));
+}
+
+/* Where no memslot is registered (every block of that slot is unplugged)
+ * a guest access exits to us as MMIO: the same rule, the same answer. */
 static void unplugged_read(void *opaque, uint64_t offset, uint8_t *data, unsigned len)
 {
+    struct vm_virtio_mem *v = opaque;
     memset(data, 0xff, len);
-    unplugged_log(opaque, "read from", offset);
+    __atomic_add_fetch(&v->mem.blocked_accesses, 1, __ATOMIC_RELAXED);
+    guest_touched_unplugged(v, v->mem.gpa + offset, false);
 }
 
 static void unplugged_write(void *opaque, uint64_t offset, const uint8_t *data, unsigned len)
 {
+    struct vm_virtio_mem *v = opaque;
     (void)data;
     (void)len;
-    unplugged_log(opaque, "wrote to", offset);
+    __atomic_add_fetch(&v->mem.blocked_accesses, 1, __ATOMIC_RELAXED);
+    guest_touched_unplugged(v, v->mem.gpa + offset, true);
 }
 
 static const struct io_handler unplugged_io = {
     .read = unplugged_read,
     .write = unplugged_write,
 };
+
+/* One guard for every region; without it the bound on host memory would
+ * rest on the guest's good manners, so minivmm refuses to run. */
+static int guard_regions(struct vm *vm)
+{
+    char err[320];
+    vm->mem_guard = calloc(1, sizeof(*vm->mem_guard));
+    if (!vm->mem_guard)
+        return -ENOMEM;
+    vm->mem_guard->uffd = vm->mem_guard->stop_fd = -1;
+    int rc = hotplug_guard_open(vm->mem_guard, err, sizeof(err));
+    for (unsigned i = 0; rc == 0 && i < vm->n_virtio_mem; i++)
+        rc = hotplug_guard_add(vm->mem_guard, &vm->virtio_mem[i].mem, err, sizeof(err));
+    if (rc) {
+        log_error("--virtio-mem: %s", err);
+        return rc;
+    }
+    vm->mem_guard->on_violation = guard_violation;
+    vm->mem_guard->on_host_failure = guard_host_failure;
+    vm->mem_guard->opaque = vm;
+    return 0;
+}
 
 int vm_devices_create(struct vm *vm)
 {
@@ -76,6 +139,7 @@ int vm_devices_create(struct vm *vm)
     for (unsigned i = 0; i < cfg->n_virtio_mem; i++) {
         const struct virtio_mem_opts *o = &cfg->virtio_mem[i];
         struct vm_virtio_mem *v = &vm->virtio_mem[i];
+        v->vm = vm;
         vm->n_virtio_mem++;
         unsigned index = 0;     /* this transport's number among virtio-mmio devices */
         for (unsigned k = 0; k < vm->n_devices; k++)
@@ -88,7 +152,8 @@ int vm_devices_create(struct vm *vm)
         uint64_t base = arch_device_mmio_base(index);
 
         rc = hotplug_mem_init(&v->mem, vm->vm_fd, o->id, place[i].gpa, place[i].size,
-                              place[i].slot_size, place[i].first_slot, o->prealloc);
+                              place[i].slot_size, o->block_size, place[i].first_slot,
+                              o->prealloc);
         if (rc)
             return rc;
         v->mem_ready = true;
@@ -147,11 +212,18 @@ int vm_devices_create(struct vm *vm)
                  size_format(place[i].slot_size, c, sizeof(c)), (unsigned long long)base, gsi,
                  size_format(o->requested, d, sizeof(d)));
     }
-    return 0;
+    return guard_regions(vm);
 }
 
 int vm_devices_start(struct vm *vm)
 {
+    /* Before anything can touch the regions: a fault with nobody serving
+     * it would hold its thread forever. */
+    if (vm->mem_guard) {
+        int rc = hotplug_guard_start(vm->mem_guard);
+        if (rc)
+            return rc;
+    }
     for (unsigned i = 0; i < vm->n_virtio_mem; i++) {
         int rc = virtio_mmio_start(&vm->virtio_mem[i].transport);
         if (rc)
@@ -182,6 +254,13 @@ int vm_virtio_mem_resize(struct vm *vm, const char *id, uint64_t requested, char
 
 void vm_devices_destroy(struct vm *vm)
 {
+    /* The vCPUs are gone (joined) by now, so no fault waits for the guard;
+     * the regions stay mapped until after it stops. */
+    if (vm->mem_guard) {
+        hotplug_guard_destroy(vm->mem_guard);
+        free(vm->mem_guard);
+        vm->mem_guard = NULL;
+    }
     for (unsigned i = 0; i < vm->n_virtio_mem; i++) {
         struct vm_virtio_mem *v = &vm->virtio_mem[i];
         if (v->transport_ready)

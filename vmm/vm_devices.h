@@ -14,11 +14,12 @@
 #include "vmm/vm.h"
 
 struct vm_virtio_mem {
+    struct vm *vm;
     struct virtio_mem dev;
     struct hotplug_mem mem;
     struct virtio_mmio transport;
     bool dev_ready, mem_ready, transport_ready;
-    struct log_ratelimit unplugged_rl;  /* guest touching unplugged memory */
+    bool error_reported;        /* a guest or host memory error stopped the VM (atomic) */
 };
 
 /* After arch_vm_init (the interrupt controller exists), before

@@ -14,7 +14,8 @@ from apiclient import IDLE_TIMEOUT_S, UnixHTTPConnection, curl, request
 G = 1 << 30
 M = 1 << 20
 DEV_FIELDS = {"id", "node", "addr", "region_size", "block_size", "usable_region_size",
-              "plugged_size", "requested_size", "driver_state", "host_backed_bytes", "memslots"}
+              "plugged_size", "requested_size", "driver_state", "host_backed_bytes", "host_backed_bound",
+              "blocked_accesses", "memslots"}
 
 
 def patch(vmm, dev, body, query="", headers=None):

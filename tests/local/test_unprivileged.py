@@ -15,7 +15,7 @@ import pytest
 pytestmark = pytest.mark.usefixtures("local_kvm")
 
 
-def as_nobody(minivmm, kernel, tmp_path, give_access, *extra):
+def as_nobody(minivmm, kernel, tmp_path, give_access, *extra, give_userfaultfd=True):
     if os.geteuid() != 0:
         # Already unprivileged: the plain run is the test.
         return subprocess.run([minivmm, "--kernel", kernel, *extra], capture_output=True,
@@ -28,6 +28,15 @@ def as_nobody(minivmm, kernel, tmp_path, give_access, *extra):
     setup += (f"chown nobody {node} && chmod 600 {node} && " if give_access else
               f"chmod 600 {node} && ")
     setup += f"mount --bind {node} /dev/kvm && "
+    # The virtio-mem guard needs a userfaultfd that sees KVM's faults:
+    # /dev/userfaultfd, given like /dev/kvm (or taken away).
+    uffd = os.stat("/dev/userfaultfd").st_rdev if os.path.exists("/dev/userfaultfd") else None
+    if uffd is not None:
+        unode = tmp_path / "userfaultfd"
+        setup += f"mknod {unode} c {os.major(uffd)} {os.minor(uffd)} && chmod 600 {unode} && "
+        if give_userfaultfd:
+            setup += f"chown nobody {unode} && "
+        setup += f"mount --bind {unode} /dev/userfaultfd && "
     cmd = shlex.join(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
                       minivmm, "--kernel", kernel, *extra])
     return subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c",
@@ -72,3 +81,21 @@ def test_no_access_to_dev_kvm_is_a_clear_error(minivmm, tiny_kernel, shared_dir)
     r = as_nobody(binary, kernel, tmp_path, False, "--cmdline", "p", "--mem", "64M")
     assert r.returncode == 1, r.stderr
     assert "open /dev/kvm: Permission denied (add this user to the kvm group)" in r.stderr
+
+
+def test_no_access_to_userfaultfd_is_a_clear_error(minivmm, tiny_kernel, shared_dir):
+    """With a virtio-mem device the host bound needs a userfaultfd; without
+    one minivmm refuses to start and says what to give it."""
+    tmp_path = shared_dir
+    if os.geteuid() != 0:
+        pytest.skip("SKIPPED: needs root to take /dev/userfaultfd away inside a mount namespace")
+    if not os.path.exists("/dev/userfaultfd"):
+        pytest.skip("SKIPPED: this kernel has no /dev/userfaultfd")
+    binary = readable_copy(tmp_path, minivmm)
+    kernel = readable_copy(tmp_path, tiny_kernel)
+    r = as_nobody(binary, kernel, tmp_path, True, "--cmdline", "p", "--mem", "64M",
+                  "--virtio-mem", "m0:1G", give_userfaultfd=False)
+    assert r.returncode == 1, r.stderr
+    assert "--virtio-mem: userfaultfd: Operation not permitted, and /dev/userfaultfd: " \
+           "Permission denied" in r.stderr
+    assert "access to /dev/userfaultfd" in r.stderr

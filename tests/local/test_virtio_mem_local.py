@@ -12,17 +12,18 @@ def run(minivmm, kernel, cmdline, *extra, timeout=60):
     return subprocess.run(args, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout)
 
 
-def test_guest_touching_unplugged_memory_is_logged_not_fatal(minivmm, tiny_kernel):
-    """Nothing is plugged, so no memslot covers the region: the guest's
-    accesses exit to minivmm, which logs them, reads all-ones and drops the
-    write, and the VM goes on to power off normally."""
+def test_guest_touching_unplugged_memory_without_a_memslot_stops_the_vm(minivmm, tiny_kernel):
+    """Nothing is plugged, so no memslot covers the region: the guest's read
+    exits to minivmm, which refuses it and stops the VM (status 1) with a
+    line naming the device, the address and the rule; the guest never gets
+    to its write or its success marker."""
     r = run(minivmm, tiny_kernel, "h", "--virtio-mem", "m0:1G")
     out, err = r.stdout.decode(), r.stderr.decode()
-    assert "HOTPLUG-UNPLUGGED-OK" in out, (out, err)
-    assert "m0: guest read from unplugged memory at 0x100000000" in err, err
-    assert "m0: guest wrote to unplugged memory at 0x100000000" in err, err
-    assert "guest powered off" in err
-    assert r.returncode == 0
+    assert r.returncode == 1, (out, err)
+    assert "HOTPLUG-UNPLUGGED-OK" not in out, out
+    assert ("m0: guest read from unplugged memory at 0x100000000; unplugged blocks are "
+            "inaccessible (VIRTIO_MEM_F_UNPLUGGED_INACCESSIBLE): VM stopped") in err, err
+    assert "guest powered off" not in err
 
 
 def test_virtio_mem_device_is_announced(minivmm, tiny_kernel):

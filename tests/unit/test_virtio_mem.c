@@ -24,7 +24,7 @@ struct fixture {
 
 static void setup_hotplug(struct fixture *f, uint64_t requested)
 {
-    CHECK_EQ(hotplug_mem_init(&f->hm, -1, "virtio-mem test", BASE, REGION, SLOT, 100, false),
+    CHECK_EQ(hotplug_mem_init(&f->hm, -1, "virtio-mem test", BASE, REGION, SLOT, 4096, 100, false),
              0);
     struct virtio_mem_params p = {.id = "test", .addr = BASE, .region_size = REGION,
                                   .block_size = BS, .requested_size = requested};
@@ -162,6 +162,60 @@ TEST(init_rejects_bad_parameters)
     virtio_mem_destroy(&m);
 }
 
+TEST(usable_region_policy)
+{
+    /* requested + 256 MiB, rounded up to 128 MiB (or the block), capped at
+     * the region; grows with requested_size, shrinks only with nothing
+     * plugged. */
+    CHECK_EQ(virtio_mem_usable_for(0, BS, 64 * GiB), 256 * MiB);
+    CHECK_EQ(virtio_mem_usable_for(BS, BS, 64 * GiB), 384 * MiB);
+    CHECK_EQ(virtio_mem_usable_for(GiB, BS, 64 * GiB), GiB + 256 * MiB);
+    CHECK_EQ(virtio_mem_usable_for(GiB, GiB, 64 * GiB), 2 * GiB);       /* block-aligned */
+    CHECK_EQ(virtio_mem_usable_for(63 * GiB, BS, 64 * GiB), 63 * GiB + 256 * MiB);
+    CHECK_EQ(virtio_mem_usable_for(63 * GiB + 900 * MiB, BS, 64 * GiB), 64 * GiB);  /* capped */
+    CHECK_EQ(virtio_mem_usable_for(64 * GiB, BS, 64 * GiB), 64 * GiB);
+    CHECK_EQ(virtio_mem_usable_for(0, BS, 128 * MiB), 128 * MiB);
+
+    struct fake_backing fb = {0};
+    struct virtio_mem m;
+    uint64_t base = 0x100000000ULL;
+    struct virtio_mem_params p = {.id = "u", .addr = base, .region_size = 8 * GiB,
+                                  .block_size = BS, .requested_size = 0};
+    char err[256];
+    CHECK_EQ(virtio_mem_init(&m, &p, &fake_ops, &fb, err, sizeof(err)), 0);
+    struct virtio_mem_config c;
+    virtio_mem_get_config(&m, &c);
+    CHECK_EQ(c.usable_region_size, 256 * MiB);
+    /* Beyond the usable region a plug is an ERROR, even below requested. */
+    CHECK_EQ(virtio_mem_set_requested_size(&m, GiB, err, sizeof(err)), 0);
+    virtio_mem_get_config(&m, &c);
+    CHECK_EQ(c.usable_region_size, GiB + 256 * MiB);
+    CHECK_EQ(req(&m, VIRTIO_MEM_REQ_PLUG, base + GiB + 256 * MiB, 1), VIRTIO_MEM_RESP_ERROR);
+    CHECK_EQ(req(&m, VIRTIO_MEM_REQ_PLUG, base + GiB + 256 * MiB - BS, 1), VIRTIO_MEM_RESP_ACK);
+    /* Lowering requested_size with memory plugged keeps the window. */
+    CHECK_EQ(virtio_mem_set_requested_size(&m, 0, err, sizeof(err)), 0);
+    virtio_mem_get_config(&m, &c);
+    CHECK_EQ(c.usable_region_size, GiB + 256 * MiB);
+    /* UNPLUG_ALL empties the device: the window shrinks to what 0 needs. */
+    CHECK_EQ(req(&m, VIRTIO_MEM_REQ_UNPLUG_ALL, 0, 0), VIRTIO_MEM_RESP_ACK);
+    virtio_mem_get_config(&m, &c);
+    CHECK_EQ(c.usable_region_size, 256 * MiB);
+    /* Growing again; and a system reset shrinks it like UNPLUG_ALL. */
+    CHECK_EQ(virtio_mem_set_requested_size(&m, 2 * GiB, err, sizeof(err)), 0);
+    CHECK_EQ(req(&m, VIRTIO_MEM_REQ_PLUG, base + 2 * GiB, 1), VIRTIO_MEM_RESP_ACK);
+    CHECK_EQ(virtio_mem_set_requested_size(&m, 128 * MiB, err, sizeof(err)), 0);
+    virtio_mem_get_config(&m, &c);
+    CHECK_EQ(c.usable_region_size, 2 * GiB + 256 * MiB);
+    CHECK_EQ(virtio_mem_system_reset(&m), 0);
+    virtio_mem_get_config(&m, &c);
+    CHECK_EQ(c.usable_region_size, 384 * MiB);
+    /* Lowered with nothing plugged: shrinks at once. */
+    CHECK_EQ(virtio_mem_set_requested_size(&m, 0, err, sizeof(err)), 0);
+    virtio_mem_get_config(&m, &c);
+    CHECK_EQ(c.usable_region_size, 256 * MiB);
+    virtio_mem_destroy(&m);
+}
+
 TEST(first_and_last_block)
 {
     struct fixture f;
@@ -244,7 +298,7 @@ TEST(max_u16_block_count)
     struct hotplug_mem hm;
     struct virtio_mem m;
     uint64_t bs = 4096, region = 65536 * bs;
-    CHECK_EQ(hotplug_mem_init(&hm, -1, "virtio-mem u16", BASE, region, SLOT, 0, false), 0);
+    CHECK_EQ(hotplug_mem_init(&hm, -1, "virtio-mem u16", BASE, region, SLOT, 4096, 0, false), 0);
     struct virtio_mem_params p = {.id = "u16", .addr = BASE, .region_size = region,
                                   .block_size = bs, .requested_size = region};
     char err[256];
@@ -452,7 +506,7 @@ TEST(set_requested_size)
     struct virtio_mem_config c;
     virtio_mem_get_config(&f.m, &c);
     CHECK_EQ(c.requested_size, 0);
-    CHECK_EQ(c.usable_region_size, REGION);      /* never changes */
+    CHECK_EQ(c.usable_region_size, REGION);      /* 0 + extent covers this small region */
     teardown(&f);
 }
 
@@ -486,7 +540,7 @@ TEST(config_space_is_little_endian)
     CHECK_EQ(read_le(&m, 0x10, 4), 0);
     CHECK_EQ(read_le(&m, 0x14, 4), 0x1234);
     CHECK_EQ(read_le(&m, 0x18, 8), 0x80000000ULL);
-    CHECK_EQ(read_le(&m, 0x20, 8), 0x80000000ULL);
+    CHECK_EQ(read_le(&m, 0x20, 8), 0x18000000ULL);  /* usable: 12M + 256M, to 128M */
     CHECK_EQ(read_le(&m, 0x28, 8), 0);
     CHECK_EQ(read_le(&m, 0x30, 8), 6 * BS);
     CHECK_EQ(req(&m, VIRTIO_MEM_REQ_PLUG, p.addr, 3), VIRTIO_MEM_RESP_ACK);

@@ -1,0 +1,172 @@
+/* The host memory bound of a hotplug region: the guard (userfaultfd) backs
+ * first touches of plugged blocks and refuses unplugged ones, and removing
+ * a slot discards all of it. Faults come from real accesses: this thread's
+ * own loads and stores for plugged memory, and process_vm_readv/writev
+ * (which fault through get_user_pages, as KVM does, and fail with EFAULT
+ * where a vCPU's KVM_RUN would) for unplugged memory. */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "unit.h"
+#include "vmm/hotplug_guard.h"
+#include "vmm/hotplug_mem.h"
+
+#define MiB (1ULL << 20)
+#define GPA (64ULL << 30)
+#define REGION (256 * MiB)
+#define SLOT (64 * MiB)
+#define BLOCK (2 * MiB)
+
+struct seen {
+    unsigned violations, failures;
+    uint64_t last_gpa;
+    bool last_write;
+};
+
+static void on_violation(void *opaque, unsigned index, uint64_t gpa, bool write)
+{
+    struct seen *s = opaque;
+    (void)index;
+    __atomic_add_fetch(&s->violations, 1, __ATOMIC_SEQ_CST);
+    s->last_gpa = gpa;
+    s->last_write = write;
+}
+
+static void on_failure(void *opaque, unsigned index, uint64_t gpa, int err)
+{
+    struct seen *s = opaque;
+    (void)index;
+    (void)err;
+    s->last_gpa = gpa;
+    __atomic_add_fetch(&s->failures, 1, __ATOMIC_SEQ_CST);
+}
+
+/* A read or write of 8 bytes at p the way the kernel does for KVM: through
+ * get_user_pages. Returns 0 or the errno. */
+static int remote_access(void *p, bool write)
+{
+    uint64_t word = 0x5a5a5a5a5a5a5a5aULL;
+    struct iovec local = {.iov_base = &word, .iov_len = sizeof(word)};
+    struct iovec remote = {.iov_base = p, .iov_len = sizeof(word)};
+    ssize_t n = write ? process_vm_writev(getpid(), &local, 1, &remote, 1, 0)
+                      : process_vm_readv(getpid(), &local, 1, &remote, 1, 0);
+    return n == (ssize_t)sizeof(word) ? 0 : errno;
+}
+
+static bool start_guard(struct hotplug_guard *g, struct hotplug_mem *hm, struct seen *s)
+{
+    char err[320];
+    int rc = hotplug_guard_open(g, err, sizeof(err));
+    if (rc) {
+        printf("  %s\n", err);
+        CHECK_EQ(rc, 0);
+        return false;
+    }
+    CHECK_EQ(hotplug_guard_add(g, hm, err, sizeof(err)), 0);
+    g->on_violation = on_violation;
+    g->on_host_failure = on_failure;
+    g->opaque = s;
+    CHECK_EQ(hotplug_guard_start(g), 0);
+    return true;
+}
+
+TEST(guard_backs_plugged_blocks_and_refuses_unplugged_ones)
+{
+    struct hotplug_mem hm;
+    CHECK_EQ(hotplug_mem_init(&hm, -1, "g", GPA, REGION, SLOT, BLOCK, 0, false), 0);
+    struct hotplug_guard g;
+    struct seen s = {0};
+    if (!start_guard(&g, &hm, &s)) {
+        hotplug_mem_destroy(&hm);
+        return;
+    }
+    CHECK_EQ(hotplug_mem_plug(&hm, SLOT, BLOCK), 0);
+    CHECK_EQ(hotplug_mem_resident(&hm), 0);             /* plugged, not yet touched */
+    memset(hm.hva + SLOT + 4096, 0xab, 4096);           /* first touch: backed */
+    CHECK_EQ(hotplug_mem_resident(&hm), BLOCK);
+    CHECK_EQ(hm.hva[SLOT + 4096], 0xab);
+    CHECK_EQ(remote_access(hm.hva + SLOT + 8192, true), 0);
+    CHECK_EQ(s.violations, 0);
+
+    /* The unplugged block beside it, in the same (registered) slot. */
+    CHECK_EQ(remote_access(hm.hva + SLOT + BLOCK, false), EFAULT);
+    CHECK_EQ(s.violations, 1);
+    CHECK_EQ(s.last_gpa, GPA + SLOT + BLOCK);
+    CHECK(!s.last_write);
+    CHECK_EQ(remote_access(hm.hva + 3 * SLOT + 12288, true), EFAULT);
+    CHECK_EQ(s.violations, 2);
+    CHECK_EQ(s.last_gpa, GPA + 3 * SLOT + 12288);
+    CHECK(s.last_write);
+    CHECK_EQ(hotplug_mem_resident(&hm), BLOCK);         /* nothing allocated for them */
+    CHECK_EQ(hm.blocked_accesses, 2);
+
+    /* Unplugged again: gone, and the block is out of bounds from now on. */
+    CHECK_EQ(hotplug_mem_unplug(&hm, SLOT, BLOCK), 0);
+    CHECK_EQ(hotplug_mem_resident(&hm), 0);
+    CHECK_EQ(remote_access(hm.hva + SLOT + 4096, false), EFAULT);
+    CHECK_EQ(s.violations, 3);
+    CHECK_EQ(hotplug_mem_resident(&hm), 0);
+    CHECK_EQ(s.failures, 0);
+    hotplug_guard_destroy(&g);
+    hotplug_mem_destroy(&hm);
+}
+
+TEST(hostile_cycles_never_exceed_the_plugged_size)
+{
+    /* The issue's attack: one block plugged per slot in turn, every page
+     * of the unplugged blocks beside it read and written, then unplugged. */
+    struct hotplug_mem hm;
+    CHECK_EQ(hotplug_mem_init(&hm, -1, "g", GPA, REGION, SLOT, BLOCK, 0, false), 0);
+    struct hotplug_guard g;
+    struct seen s = {0};
+    if (!start_guard(&g, &hm, &s)) {
+        hotplug_mem_destroy(&hm);
+        return;
+    }
+    uint64_t worst = 0;
+    unsigned refused = 0;
+    for (uint64_t slot = 0; slot < REGION / SLOT; slot++) {
+        uint64_t plugged = slot * SLOT + SLOT / 2;
+        CHECK_EQ(hotplug_mem_plug(&hm, plugged, BLOCK), 0);
+        memset(hm.hva + plugged, 1, BLOCK);
+        for (uint64_t off = slot * SLOT; off < (slot + 1) * SLOT; off += 16 * 4096) {
+            if (off >= plugged && off < plugged + BLOCK)
+                continue;
+            refused += remote_access(hm.hva + off, false) == EFAULT;
+            refused += remote_access(hm.hva + off + 4096, true) == EFAULT;
+            uint64_t r = hotplug_mem_resident(&hm);
+            worst = r > worst ? r : worst;
+        }
+        CHECK_EQ(hotplug_mem_unplug(&hm, plugged, BLOCK), 0);
+        CHECK_EQ(hotplug_mem_resident(&hm), 0);
+    }
+    printf("  %u hostile accesses refused; host memory at most %llu KiB with %llu KiB plugged\n",
+           refused, (unsigned long long)(worst >> 10), (unsigned long long)(BLOCK >> 10));
+    CHECK_EQ(worst, BLOCK);
+    CHECK_EQ(refused, 2 * 4 * ((SLOT - BLOCK) / (16 * 4096)));
+    CHECK_EQ(s.violations, refused);
+    hotplug_guard_destroy(&g);
+    hotplug_mem_destroy(&hm);
+}
+
+TEST(removing_a_slot_discards_all_of_it)
+{
+    /* Without a guard (nothing stops the stray write), what reached the slot
+     * outside the unplugged block still goes when the slot empties. */
+    struct hotplug_mem hm;
+    CHECK_EQ(hotplug_mem_init(&hm, -1, "g", GPA, REGION, SLOT, BLOCK, 0, false), 0);
+    CHECK_EQ(hotplug_mem_plug(&hm, SLOT, BLOCK), 0);
+    hm.hva[SLOT + 20 * BLOCK] = 1;                      /* an unplugged block's page */
+    hm.hva[SLOT] = 1;
+    CHECK_EQ(hotplug_mem_resident(&hm), 2 * 4096);
+    /* Another slot's plugged memory is left alone. */
+    CHECK_EQ(hotplug_mem_plug(&hm, 2 * SLOT, BLOCK), 0);
+    hm.hva[2 * SLOT] = 1;
+    CHECK_EQ(hotplug_mem_unplug(&hm, SLOT, BLOCK), 0);
+    CHECK_EQ(hotplug_mem_resident(&hm), 4096);
+    CHECK_EQ(hm.hva[2 * SLOT], 1);
+    hotplug_mem_destroy(&hm);
+}
