@@ -9,14 +9,38 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 SETUP_SECTS = 1
 
 
-def build(out_path, cc="cc"):
+LINKER_SCRIPT = """
+SECTIONS {
+    . = 0x100000;
+    .text : { *(.entry) *(.text .text.*) }
+    .rodata : { *(.rodata .rodata.*) }
+    .data : { *(.data .data.*) *(.bss .bss.*) *(COMMON) }
+    /DISCARD/ : { *(.eh_frame) *(.note*) *(.comment) }
+}
+"""
+
+
+def build(out_path, cc="cc", source="tinyguest.S"):
+    """tinyguest.S, or a freestanding C guest (hostile_guest.c) whose entry
+    sits in section .entry at offset 0x200."""
     with tempfile.TemporaryDirectory() as tmp:
         elf = os.path.join(tmp, "tiny.elf")
         flat = os.path.join(tmp, "tiny.bin")
-        subprocess.run([cc, "-nostdlib", "-static", "-no-pie", "-Wl,-Ttext=0x100000",
-                        "-Wl,--build-id=none", "-o", elf, os.path.join(HERE, "tinyguest.S")],
-                       check=True)
-        subprocess.run(["objcopy", "-O", "binary", "-j", ".text", elf, flat], check=True)
+        if source.endswith(".c"):
+            script = os.path.join(tmp, "flat.ld")
+            with open(script, "w") as f:
+                f.write(LINKER_SCRIPT)
+            subprocess.run([cc, "-O2", "-ffreestanding", "-fno-pic", "-fno-stack-protector",
+                            "-mno-red-zone", "-mgeneral-regs-only", "-fno-asynchronous-unwind-tables",
+                            "-nostdlib", "-static", "-no-pie", "-Wl,--build-id=none",
+                            "-Wl,--no-warn-rwx-segments", "-Wl,-T," + script, "-o", elf, os.path.join(HERE, source)],
+                           check=True)
+            subprocess.run(["objcopy", "-O", "binary", elf, flat], check=True)
+        else:
+            subprocess.run([cc, "-nostdlib", "-static", "-no-pie", "-Wl,-Ttext=0x100000",
+                            "-Wl,--build-id=none", "-o", elf, os.path.join(HERE, source)],
+                           check=True)
+            subprocess.run(["objcopy", "-O", "binary", "-j", ".text", elf, flat], check=True)
         with open(flat, "rb") as f:
             code = f.read()
     setup = bytearray((SETUP_SECTS + 1) * 512)

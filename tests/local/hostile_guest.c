@@ -1,0 +1,232 @@
+/* A hostile guest for the virtio-mem host bound (tests/local/test_hostile_guest.py):
+ * a freestanding 64-bit "kernel" that drives the first virtio-mem device
+ * itself, through the virtio-mmio registers and one split virtqueue, polled.
+ *
+ * Command line "X<k><r|w>": for slots 0..k-1 it plugs one block in the
+ * middle of the slot, writes it and unplugs it (what any driver may do);
+ * in slot k it plugs a block, writes it, prints HOSTILE-READY, waits for a
+ * byte on the console (the test samples host memory then), and reads (r) or
+ * writes (w) every page of the 256 MiB beside the block, which is
+ * unplugged. A host that serves those accesses lets it print
+ * HOSTILE-SERVED and power off; minivmm must stop it at the first one.
+ * Slots are 1 GiB: run it with --virtio-mem m0:4G,block=2M,requested=4G (the
+ * whole region usable; host memory must still follow what is plugged). */
+#include <stdint.h>
+
+#define MMIO 0xd0000000UL
+#define SLOT (1UL << 30)
+#define QSIZE 8
+#define PD_BASE 0x300000UL      /* page directories for guest-physical 4..8 GiB */
+#define QUEUE_BASE 0x400000UL   /* descriptor table, avail and used rings */
+#define REQ_BASE 0x410000UL
+
+__asm__(".section .entry, \"ax\"\n"
+        ".org 0x200\n"                    /* 64-bit entry: load address + 0x200 */
+        ".globl _start\n"
+        "_start:\n"
+        "  mov $0x280000, %rsp\n"
+        "  mov %rsi, %rdi\n"
+        "  call hostile_main\n"
+        "1: hlt\n"
+        "  jmp 1b\n"
+        ".text\n");
+
+static inline void outb(uint16_t port, uint8_t v)
+{
+    __asm__ volatile("outb %0, %1" : : "a"(v), "Nd"(port));
+}
+
+static inline uint8_t inb(uint16_t port)
+{
+    uint8_t v;
+    __asm__ volatile("inb %1, %0" : "=a"(v) : "Nd"(port));
+    return v;
+}
+
+static void putc(char c) { outb(0x3f8, (uint8_t)c); }
+
+static void puts(const char *s)
+{
+    while (*s)
+        putc(*s++);
+}
+
+static void puthex(uint64_t v)
+{
+    puts("0x");
+    for (int i = 60; i >= 0; i -= 4)
+        putc("0123456789abcdef"[(v >> i) & 15]);
+}
+
+static char getc(void)
+{
+    while (!(inb(0x3fd) & 1))
+        ;
+    return (char)inb(0x3f8);
+}
+
+static void poweroff(void)
+{
+    __asm__ volatile("outb %0, %1" : : "a"((uint8_t)0x34), "d"((uint16_t)0x600));
+    for (;;)
+        __asm__ volatile("hlt");
+}
+
+static void fail(const char *why)
+{
+    puts("HOSTILE-FAIL ");
+    puts(why);
+    putc('\n');
+    poweroff();
+}
+
+static volatile uint32_t *reg(unsigned off) { return (volatile uint32_t *)(MMIO + off); }
+
+static uint64_t cfg64(unsigned off)
+{
+    return *reg(0x100 + off) | (uint64_t)*reg(0x100 + off + 4) << 32;
+}
+
+struct desc {
+    uint64_t addr;
+    uint32_t len;
+    uint16_t flags, next;
+};
+
+struct req {
+    uint16_t type, pad[3];
+    uint64_t addr;
+    uint16_t nb_blocks, pad2[3];
+};
+
+struct resp {
+    uint16_t type, pad[3];
+    uint16_t state;
+};
+
+static struct desc *const descs = (struct desc *)QUEUE_BASE;
+static volatile uint16_t *const avail = (uint16_t *)(QUEUE_BASE + 0x1000);
+static volatile uint16_t *const used = (uint16_t *)(QUEUE_BASE + 0x2000);
+static uint16_t next_avail;
+
+/* Identity-maps guest-physical 4..8 GiB with 2 MiB pages (the loader maps
+ * only the first 4 GiB). */
+static void map_high(void)
+{
+    uint64_t cr3;
+    __asm__ volatile("mov %%cr3, %0" : "=r"(cr3));
+    uint64_t *pml4 = (uint64_t *)(cr3 & ~0xfffUL);
+    uint64_t *pdpt = (uint64_t *)(pml4[0] & ~0xfffUL);
+    for (uint64_t g = 4; g < 8; g++) {
+        uint64_t *pd = (uint64_t *)(PD_BASE + (g - 4) * 4096);
+        for (uint64_t i = 0; i < 512; i++)
+            pd[i] = (g << 30) + (i << 21) + 0x83;        /* P | W | PS */
+        pdpt[g] = (uint64_t)pd | 3;
+    }
+    __asm__ volatile("mov %0, %%cr3" : : "r"(cr3) : "memory");
+}
+
+static void init_device(void)
+{
+    if (*reg(0x000) != 0x74726976 || *reg(0x004) != 2 || *reg(0x008) != 24)
+        fail("no virtio-mem device at 0xd0000000");
+    *reg(0x070) = 0;
+    *reg(0x070) = 1;                                     /* ACKNOWLEDGE */
+    *reg(0x070) = 1 | 2;                                 /* DRIVER */
+    *reg(0x024) = 0;
+    *reg(0x020) = 1u << 1;                               /* UNPLUGGED_INACCESSIBLE */
+    *reg(0x024) = 1;
+    *reg(0x020) = 1;                                     /* VERSION_1 */
+    *reg(0x070) = 1 | 2 | 8;                             /* FEATURES_OK */
+    if (!(*reg(0x070) & 8))
+        fail("features refused");
+    *reg(0x030) = 0;
+    *reg(0x038) = QSIZE;
+    *reg(0x080) = (uint32_t)QUEUE_BASE;
+    *reg(0x084) = 0;
+    *reg(0x090) = (uint32_t)(QUEUE_BASE + 0x1000);
+    *reg(0x094) = 0;
+    *reg(0x0a0) = (uint32_t)(QUEUE_BASE + 0x2000);
+    *reg(0x0a4) = 0;
+    *reg(0x044) = 1;
+    *reg(0x070) = 1 | 2 | 8 | 4;                         /* DRIVER_OK */
+}
+
+/* One request, answered synchronously (the device thread serves it). */
+static uint16_t request(uint16_t type, uint64_t addr, uint16_t nb_blocks)
+{
+    volatile struct req *rq = (struct req *)REQ_BASE;
+    volatile struct resp *rs = (struct resp *)(REQ_BASE + 64);
+    rq->type = type;
+    rq->addr = addr;
+    rq->nb_blocks = nb_blocks;
+    rs->type = 0xffff;
+    descs[0] = (struct desc){.addr = REQ_BASE, .len = sizeof(struct req), .flags = 1, .next = 1};
+    descs[1] = (struct desc){.addr = REQ_BASE + 64, .len = sizeof(struct resp), .flags = 2};
+    uint16_t want = (uint16_t)(used[1] + 1);
+    avail[2 + next_avail % QSIZE] = 0;
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    avail[1] = ++next_avail;
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    *reg(0x050) = 0;
+    while (used[1] != want)
+        __asm__ volatile("pause");
+    *reg(0x064) = *reg(0x060);                           /* ACK the interrupt */
+    return rs->type;
+}
+
+static void plug(uint64_t addr, uint64_t block, int plug_it)
+{
+    uint16_t answer = request(plug_it ? 0 : 1, addr, 1);
+    if (answer != 0) {
+        puts(plug_it ? "plug " : "unplug ");
+        puthex(addr);
+        puts(" answered ");
+        puthex(answer);
+        fail("request refused");
+    }
+    if (plug_it)
+        for (uint64_t off = 0; off < block; off += 4096)
+            *(volatile uint64_t *)(addr + off) = addr + off;
+}
+
+void hostile_main(const uint8_t *boot_params)
+{
+    const char *cmdline = (const char *)(uintptr_t)*(const uint32_t *)(boot_params + 0x228);
+    if (cmdline[0] != 'X' || cmdline[1] < '0' || cmdline[1] > '3')
+        fail("usage: X<slot 0-3><r|w>");
+    unsigned k = (unsigned)(cmdline[1] - '0');
+    int write = cmdline[2] == 'w';
+    map_high();
+    init_device();
+    uint64_t base = cfg64(0x10), block = cfg64(0x00);
+    puts("HOSTILE region ");
+    puthex(base);
+    puts(" block ");
+    puthex(block);
+    putc('\n');
+    for (unsigned s = 0; s < k; s++) {
+        uint64_t at = base + s * SLOT + SLOT / 2;
+        plug(at, block, 1);
+        plug(at, block, 0);
+        puts("HOSTILE-CYCLE ");
+        putc((char)('0' + s));
+        putc('\n');
+    }
+    uint64_t at = base + k * SLOT + SLOT / 2;
+    plug(at, block, 1);
+    puts("HOSTILE-READY\n");
+    getc();
+    uint64_t sum = 0;
+    for (uint64_t off = block; off < block + (256UL << 20); off += 4096) {
+        volatile uint64_t *p = (volatile uint64_t *)(at + off);
+        if (write)
+            *p = off;
+        else
+            sum += *p;
+    }
+    puts("HOSTILE-SERVED ");
+    puthex(sum);
+    putc('\n');
+    poweroff();
+}

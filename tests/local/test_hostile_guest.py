@@ -1,0 +1,144 @@
+"""The virtio-mem host memory bound against a hostile guest, on the local
+/dev/kvm: hostile_guest.c drives the device itself, plugs one block per
+1 GiB slot in turn (requested is the whole region, so only what is plugged
+bounds it), and then reads or writes the unplugged blocks beside the one it
+holds. The region's memfd must never hold more than the plugged bytes, and
+the first such access must stop the VM (status 1) with a line naming the
+device, the address and the rule, a guest_error event, and a count in
+blocked_accesses, without the access being served."""
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "api"))
+import tinyguest  # noqa: E402
+from apiclient import request  # noqa: E402
+
+pytestmark = pytest.mark.usefixtures("local_kvm")
+
+REGION_GPA = 0x100000000        # above 4 GiB with --mem 64M
+SLOT = 1 << 30
+BLOCK = 2 << 20
+
+
+@pytest.fixture(scope="module")
+def hostile_kernel(tmp_path_factory):
+    return tinyguest.build(str(tmp_path_factory.mktemp("hostile") / "hostile.bzImage"),
+                           source="hostile_guest.c")
+
+
+def memfd_allocated(pid):
+    """Bytes the region's memfd holds now (its st_blocks), via /proc."""
+    total, found = 0, False
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            if "minivmm-hotplug" in os.readlink(f"/proc/{pid}/fd/{fd}"):
+                total += os.stat(f"/proc/{pid}/fd/{fd}").st_blocks * 512
+                found = True
+        except OSError:
+            continue
+    assert found, "no hotplug memfd found in /proc/PID/fd"
+    return total
+
+
+def read_until(stream, marker, timeout=30):
+    seen = b""
+    deadline = time.monotonic() + timeout
+    while marker not in seen:
+        assert time.monotonic() < deadline, f"no {marker!r} in {seen!r}"
+        chunk = os.read(stream.fileno(), 4096)
+        assert chunk, f"stream ended before {marker!r}: {seen!r}"
+        seen += chunk
+    return seen
+
+
+def open_events(sock_path):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(30)
+    s.connect(sock_path)
+    s.sendall(b"GET /events HTTP/1.1\r\nHost: localhost\r\n\r\n")
+    return s
+
+
+def read_events(s):
+    data = b""
+    while b'"event":"shutdown"' not in data:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    return [json.loads(line) for line in data.decode(errors="replace").splitlines()
+            if line.startswith("{")]
+
+
+@pytest.mark.parametrize("slot,access", [(0, "r"), (1, "w"), (2, "r"), (3, "w")])
+def test_hostile_guest_cannot_make_the_host_back_unplugged_blocks(
+        minivmm, hostile_kernel, tmp_path, slot, access):
+    sock_path = str(tmp_path / "api.sock")
+    p = subprocess.Popen([minivmm, "--kernel", hostile_kernel, "--cmdline", f"X{slot}{access}",
+                          "--mem", "64M", "--virtio-mem", "m0:4G,block=2M,requested=4G",
+                          "--api-sock", sock_path],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        out = read_until(p.stdout, b"HOSTILE-READY")
+        for s in range(slot):
+            assert f"HOSTILE-CYCLE {s}".encode() in out, out
+        # One block plugged (and written), the earlier slots' blocks unplugged.
+        held = memfd_allocated(p.pid)
+        dev = request(sock_path, "GET", "/virtio-mem/m0").json()
+        assert dev["plugged_size"] == BLOCK, dev
+        assert dev["host_backed_bound"] == BLOCK, dev
+        assert dev["host_backed_bytes"] <= BLOCK, dev
+        assert held <= BLOCK, held
+        assert dev["blocked_accesses"] == 0, dev
+        events = open_events(sock_path)
+        time.sleep(0.2)             # the stream is subscribed before the guest goes on
+        p.stdin.write(b"x")
+        p.stdin.flush()
+        stdout, stderr = p.communicate(timeout=30)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    out += stdout
+    err = stderr.decode(errors="replace")
+    gpa = REGION_GPA + slot * SLOT + SLOT // 2 + BLOCK
+    verb = "read from" if access == "r" else "wrote to"
+    assert b"HOSTILE-SERVED" not in out, (out, err)
+    assert p.returncode == 1, (out, err)
+    assert (f"m0: guest {verb} unplugged memory at {gpa:#x}; unplugged blocks are "
+            f"inaccessible (VIRTIO_MEM_F_UNPLUGGED_INACCESSIBLE): VM stopped") in err, err
+    evs = read_events(events)
+    errors = [e for e in evs if e.get("event") == "guest_error"]
+    assert errors == [dict(errors[0], id="m0", gpa=gpa,
+                           access="read" if access == "r" else "write",
+                           rule="unplugged_inaccessible")], evs
+    assert evs[-1]["event"] == "shutdown" and evs[-1]["status"] == 1, evs
+
+
+def test_blocked_access_is_counted_in_the_metrics(minivmm, hostile_kernel, tmp_path):
+    """The counter as /metrics shows it, read while the VM is stopping."""
+    sock_path = str(tmp_path / "api.sock")
+    p = subprocess.Popen([minivmm, "--kernel", hostile_kernel, "--cmdline", "X0r",
+                          "--mem", "64M", "--virtio-mem", "m0:4G,block=2M,requested=4G",
+                          "--api-sock", sock_path],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        read_until(p.stdout, b"HOSTILE-READY")
+        metrics = request(sock_path, "GET", "/metrics").body.decode()
+        assert 'minivmm_virtio_mem_blocked_accesses_total{id="m0",node="0"} 0' in metrics
+        assert 'minivmm_virtio_mem_host_backed_bound_bytes{id="m0",node="0"} 2097152' in metrics
+        p.stdin.write(b"x")
+        p.stdin.flush()
+        p.communicate(timeout=30)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert p.returncode == 1
