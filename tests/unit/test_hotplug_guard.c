@@ -73,16 +73,24 @@ static bool start_guard(struct hotplug_guard *g, struct hotplug_mem *hm, struct 
     return true;
 }
 
+/* A 256 MiB region of 2 MiB blocks in 64 MiB slots, watched by a running
+ * guard. False (and nothing left to free) when either cannot be had. */
+static bool guarded_region(struct hotplug_mem *hm, struct hotplug_guard *g, struct seen *s)
+{
+    CHECK_EQ(hotplug_mem_init(hm, -1, "g", GPA, REGION, SLOT, BLOCK, 0, false), 0);
+    if (start_guard(g, hm, s))
+        return true;
+    hotplug_mem_destroy(hm);
+    return false;
+}
+
 TEST(guard_backs_plugged_blocks_and_refuses_unplugged_ones)
 {
     struct hotplug_mem hm;
-    CHECK_EQ(hotplug_mem_init(&hm, -1, "g", GPA, REGION, SLOT, BLOCK, 0, false), 0);
     struct hotplug_guard g;
     struct seen s = {0};
-    if (!start_guard(&g, &hm, &s)) {
-        hotplug_mem_destroy(&hm);
+    if (!guarded_region(&hm, &g, &s))
         return;
-    }
     CHECK_EQ(hotplug_mem_plug(&hm, SLOT, BLOCK), 0);
     CHECK_EQ(hotplug_mem_resident(&hm), 0);             /* plugged, not yet touched */
     memset(hm.hva + SLOT + 4096, 0xab, 4096);           /* first touch: backed */
@@ -119,13 +127,10 @@ TEST(hostile_cycles_never_exceed_the_plugged_size)
     /* The issue's attack: one block plugged per slot in turn, every page
      * of the unplugged blocks beside it read and written, then unplugged. */
     struct hotplug_mem hm;
-    CHECK_EQ(hotplug_mem_init(&hm, -1, "g", GPA, REGION, SLOT, BLOCK, 0, false), 0);
     struct hotplug_guard g;
     struct seen s = {0};
-    if (!start_guard(&g, &hm, &s)) {
-        hotplug_mem_destroy(&hm);
+    if (!guarded_region(&hm, &g, &s))
         return;
-    }
     uint64_t worst = 0;
     unsigned refused = 0;
     for (uint64_t slot = 0; slot < REGION / SLOT; slot++) {
