@@ -7,8 +7,9 @@ minutes in the nested test host). After each cycle every file must hash as
 written, host_backed_bytes must stay <= plugged_size + BOUND (0), and
 every resize must reach its target: with these sizes the guest can always
 give memory back, so even soaklib's documented PARTIAL case (a shrink the
-guest cannot finish because the memory is in use) fails this test. Finally 16 bytes of one file
-are changed behind the checker's back, and the checker must name that file."""
+guest cannot finish because the memory is in use) fails this test. Finally
+16 bytes of one file are changed behind the checker's back, and the checker
+must name that file."""
 import soaklib
 
 CYCLES = 12
