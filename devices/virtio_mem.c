@@ -267,9 +267,11 @@ int virtio_mem_set_requested_size(struct virtio_mem *m, uint64_t requested, char
         m->cfg.requested_size = requested;
         /* Grows at once; shrinks only when nothing is plugged. */
         uint64_t want = virtio_mem_usable_for(requested, bs, region);
-        if (want > m->cfg.usable_region_size || (!m->cfg.plugged_size && want < m->cfg.usable_region_size)) {
-            changed = changed || want != m->cfg.usable_region_size;
+        if (want > m->cfg.usable_region_size) {
             m->cfg.usable_region_size = want;
+            changed = true;
+        } else if (shrink_usable(m)) {
+            changed = true;
         }
     }
     bool notify = valid && changed && m->activated;

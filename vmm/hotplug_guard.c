@@ -119,7 +119,8 @@ static void refuse(struct hotplug_guard *g, uint64_t page)
     wake(g, page, GUARD_PAGE);
 }
 
-int hotplug_guard_handle_fault(struct hotplug_guard *g, uint64_t hva, bool write)
+/* One fault at host address hva: backed, or refused and reported. */
+static void handle_fault(struct hotplug_guard *g, uint64_t hva, bool write)
 {
     uint64_t page = hva & ~(GUARD_PAGE - 1);
     for (unsigned i = 0; i < g->n; i++) {
@@ -133,7 +134,7 @@ int hotplug_guard_handle_fault(struct hotplug_guard *g, uint64_t hva, bool write
             /* Backed: every waiter on this page (and its neighbours in the
              * chunk, which share the new memory) may retry. */
             wake(g, page, GUARD_PAGE);
-            return 0;
+            return;
         }
         if (rc == -EFAULT) {
             if (g->on_violation)
@@ -142,11 +143,10 @@ int hotplug_guard_handle_fault(struct hotplug_guard *g, uint64_t hva, bool write
             g->on_host_failure(g->opaque, i, hm->gpa + offset, -rc);
         }
         refuse(g, page);
-        return 0;
+        return;
     }
     log_error("memory guard: fault at 0x%llx outside every region", (unsigned long long)hva);
     refuse(g, page);
-    return -ENOENT;
 }
 
 static void serve(struct hotplug_guard *g)
@@ -161,7 +161,7 @@ static void serve(struct hotplug_guard *g)
     for (size_t i = 0; i < (size_t)n / sizeof(msgs[0]); i++) {
         if (msgs[i].event != UFFD_EVENT_PAGEFAULT)
             continue;
-        hotplug_guard_handle_fault(g, msgs[i].arg.pagefault.address,
+        handle_fault(g, msgs[i].arg.pagefault.address,
                                    msgs[i].arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WRITE);
     }
 }

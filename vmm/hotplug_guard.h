@@ -50,9 +50,4 @@ int hotplug_guard_start(struct hotplug_guard *g);
  * mapped. Safe on a guard that was never opened (uffd -1, stop_fd -1). */
 void hotplug_guard_destroy(struct hotplug_guard *g);
 
-/* Handles one fault at host address hva (the thread's work, exposed for
- * tests): 0 when resolved or refused, a negative errno when hva is not in a
- * watched region. */
-int hotplug_guard_handle_fault(struct hotplug_guard *g, uint64_t hva, bool write);
-
 #endif

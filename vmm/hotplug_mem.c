@@ -57,10 +57,11 @@ static int discard(const struct hotplug_mem *hm, uint64_t offset, uint64_t len)
                   (off_t)len) == 0)
         return 0;
     int err = errno;
-    if ((err == EOPNOTSUPP || err == ENOSYS) && madvise(hm->hva + offset, len, MADV_REMOVE) == 0)
-        return 0;
-    if (err == EOPNOTSUPP || err == ENOSYS)
+    if (err == EOPNOTSUPP || err == ENOSYS) {
+        if (madvise(hm->hva + offset, len, MADV_REMOVE) == 0)
+            return 0;
         err = errno;
+    }
     log_error("%s: discarding %llu MiB at offset 0x%llx: %s", hm->name, mib(len),
               (unsigned long long)offset, strerror(err));
     return -err;
@@ -333,16 +334,6 @@ int hotplug_mem_fault(struct hotplug_mem *hm, uint64_t offset)
     else if (rc)
         __atomic_add_fetch(&hm->backing_failures, 1, __ATOMIC_RELAXED);
     return rc;
-}
-
-bool hotplug_mem_is_plugged(struct hotplug_mem *hm, uint64_t offset)
-{
-    if (offset >= hm->size)
-        return false;
-    pthread_mutex_lock(&hm->backing_lock);
-    bool on = bitmap_count(hm->block_plugged, offset / hm->block_size, 1) != 0;
-    pthread_mutex_unlock(&hm->backing_lock);
-    return on;
 }
 
 uint64_t hotplug_mem_resident(const struct hotplug_mem *hm)

@@ -8,7 +8,9 @@
  * mapping, host pages are only ever allocated inside plugged blocks, by
  * hotplug_mem_fault (first touch) or prealloc, so the memfd never holds more
  * than the plugged bytes, whatever the guest touches. block_plugged is the
- * guard's view of which blocks are plugged; the device keeps its own. */
+ * guard's view of which blocks are plugged, under its own short lock: the
+ * device's lock is held across memslot ioctls, which wait for every vCPU,
+ * and a vCPU may be waiting on the guard, so the guard must never need it. */
 #ifndef MINIVMM_HOTPLUG_MEM_H
 #define MINIVMM_HOTPLUG_MEM_H
 
@@ -67,9 +69,6 @@ int hotplug_mem_unplug(struct hotplug_mem *hm, uint64_t offset, uint64_t len);
  * is unplugged (the guest broke the rule; nothing is allocated); -ENOMEM
  * when the host cannot back plugged memory. Thread-safe. */
 int hotplug_mem_fault(struct hotplug_mem *hm, uint64_t offset);
-
-/* Whether the block holding offset is plugged now (the guard's view). */
-bool hotplug_mem_is_plugged(struct hotplug_mem *hm, uint64_t offset);
 
 /* Bytes of the memfd actually backed by host memory now (from st_blocks). */
 uint64_t hotplug_mem_resident(const struct hotplug_mem *hm);

@@ -71,21 +71,23 @@ static void guard_host_failure(void *opaque, unsigned index, uint64_t gpa, int e
 
 /* Where no memslot is registered (every block of that slot is unplugged)
  * a guest access exits to us as MMIO: the same rule, the same answer. */
+static void unplugged_access(struct vm_virtio_mem *v, uint64_t offset, bool write)
+{
+    __atomic_add_fetch(&v->mem.blocked_accesses, 1, __ATOMIC_RELAXED);
+    guest_touched_unplugged(v, v->mem.gpa + offset, write);
+}
+
 static void unplugged_read(void *opaque, uint64_t offset, uint8_t *data, unsigned len)
 {
-    struct vm_virtio_mem *v = opaque;
     memset(data, 0xff, len);
-    __atomic_add_fetch(&v->mem.blocked_accesses, 1, __ATOMIC_RELAXED);
-    guest_touched_unplugged(v, v->mem.gpa + offset, false);
+    unplugged_access(opaque, offset, false);
 }
 
 static void unplugged_write(void *opaque, uint64_t offset, const uint8_t *data, unsigned len)
 {
-    struct vm_virtio_mem *v = opaque;
     (void)data;
     (void)len;
-    __atomic_add_fetch(&v->mem.blocked_accesses, 1, __ATOMIC_RELAXED);
-    guest_touched_unplugged(v, v->mem.gpa + offset, true);
+    unplugged_access(opaque, offset, true);
 }
 
 static const struct io_handler unplugged_io = {
@@ -101,7 +103,6 @@ static int guard_regions(struct vm *vm)
     vm->mem_guard = calloc(1, sizeof(*vm->mem_guard));
     if (!vm->mem_guard)
         return -ENOMEM;
-    vm->mem_guard->uffd = vm->mem_guard->stop_fd = -1;
     int rc = hotplug_guard_open(vm->mem_guard, err, sizeof(err));
     for (unsigned i = 0; rc == 0 && i < vm->n_virtio_mem; i++)
         rc = hotplug_guard_add(vm->mem_guard, &vm->virtio_mem[i].mem, err, sizeof(err));
