@@ -28,6 +28,7 @@ struct virtio_mem_opts {
     uint64_t requested;            /* plugged at boot by the guest */
     unsigned node;
     bool prealloc;
+    bool guard;                    /* userfaultfd guard: host memory <= plugged (opt-in) */
 };
 
 struct vm_config {

@@ -138,9 +138,9 @@ static void handle_fault(struct hotplug_guard *g, uint64_t hva, bool write)
         }
         if (rc == -EFAULT) {
             if (g->on_violation)
-                g->on_violation(g->opaque, i, hm->gpa + offset, write);
+                g->on_violation(g->opaque, hm, hm->gpa + offset, write);
         } else if (g->on_host_failure) {
-            g->on_host_failure(g->opaque, i, hm->gpa + offset, -rc);
+            g->on_host_failure(g->opaque, hm, hm->gpa + offset, -rc);
         }
         refuse(g, page);
         return;

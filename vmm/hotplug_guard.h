@@ -27,10 +27,10 @@ struct hotplug_guard {
     bool running;
     unsigned n;
     struct hotplug_mem *regions[CONFIG_MAX_VIRTIO_MEM];
-    /* Called from the guard's thread; index is the region's order of
-     * hotplug_guard_add. gpa is the faulting page's guest-physical address. */
-    void (*on_violation)(void *opaque, unsigned index, uint64_t gpa, bool write);
-    void (*on_host_failure)(void *opaque, unsigned index, uint64_t gpa, int err);
+    /* Called from the guard's thread with the region that faulted; gpa is
+     * the faulting page's guest-physical address. */
+    void (*on_violation)(void *opaque, struct hotplug_mem *hm, uint64_t gpa, bool write);
+    void (*on_host_failure)(void *opaque, struct hotplug_mem *hm, uint64_t gpa, int err);
     void *opaque;
 };
 

@@ -67,7 +67,7 @@ int virtio_mem_opts_parse(const char *text, struct virtio_mem_opts *o, char *err
     const char *colon = strchr(text, ':');
     if (!colon)
         return fail(err, errlen, "'%s': expected ID:SIZE[,node=N][,block=SIZE][,requested=SIZE]"
-                    "[,prealloc=on|off]", text);
+                    "[,prealloc=on|off][,guard=on|off]", text);
     size_t id_len = (size_t)(colon - text);
     if (id_len == 0)
         return fail(err, errlen, "'%s': empty device ID", text);
@@ -120,16 +120,18 @@ int virtio_mem_opts_parse(const char *text, struct virtio_mem_opts *o, char *err
             if (parse_size_n(val, val_len, &o->requested, &why) != 0)
                 return fail(err, errlen, "%s: requested=%.*s: %s", o->id, (int)val_len, val,
                             why);
-        } else if (KEY_IS("prealloc")) {
+        } else if (KEY_IS("prealloc") || KEY_IS("guard")) {
+            bool *flag = KEY_IS("prealloc") ? &o->prealloc : &o->guard;
             if (val_len == 2 && !strncmp(val, "on", 2))
-                o->prealloc = true;
+                *flag = true;
             else if (val_len == 3 && !strncmp(val, "off", 3))
-                o->prealloc = false;
+                *flag = false;
             else
-                return fail(err, errlen, "%s: prealloc=%.*s: expected on or off", o->id,
-                            (int)val_len, val);
+                return fail(err, errlen, "%s: %.*s=%.*s: expected on or off", o->id,
+                            (int)key_len, p, (int)val_len, val);
         } else {
-            return fail(err, errlen, "%s: unknown key '%.*s' (node, block, requested, prealloc)",
+            return fail(err, errlen,
+                        "%s: unknown key '%.*s' (node, block, requested, prealloc, guard)",
                         o->id, (int)key_len, p);
         }
 #undef KEY_IS

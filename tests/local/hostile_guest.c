@@ -9,7 +9,7 @@
  * writes (w) every page of the 256 MiB beside the block, which is
  * unplugged. A host that serves those accesses lets it print
  * HOSTILE-SERVED and power off; minivmm must stop it at the first one.
- * Slots are 1 GiB: run it with --virtio-mem m0:4G,block=2M,requested=4G (the
+ * Slots are 1 GiB: run it with --virtio-mem m0:4G,block=2M,requested=4G,guard=on (the
  * whole region usable; host memory must still follow what is plugged). */
 #include <stdint.h>
 

@@ -82,7 +82,7 @@ def test_hostile_guest_cannot_make_the_host_back_unplugged_blocks(
         minivmm, hostile_kernel, tmp_path, slot, access):
     sock_path = str(tmp_path / "api.sock")
     p = subprocess.Popen([minivmm, "--kernel", hostile_kernel, "--cmdline", f"X{slot}{access}",
-                          "--mem", "64M", "--virtio-mem", "m0:4G,block=2M,requested=4G",
+                          "--mem", "64M", "--virtio-mem", "m0:4G,block=2M,requested=4G,guard=on",
                           "--api-sock", sock_path],
                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
@@ -126,7 +126,7 @@ def test_blocked_access_is_counted_in_the_metrics(minivmm, hostile_kernel, tmp_p
     """The counter as /metrics shows it, read while the VM is stopping."""
     sock_path = str(tmp_path / "api.sock")
     p = subprocess.Popen([minivmm, "--kernel", hostile_kernel, "--cmdline", "X0r",
-                          "--mem", "64M", "--virtio-mem", "m0:4G,block=2M,requested=4G",
+                          "--mem", "64M", "--virtio-mem", "m0:4G,block=2M,requested=4G,guard=on",
                           "--api-sock", sock_path],
                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:

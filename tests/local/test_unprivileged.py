@@ -94,7 +94,7 @@ def test_no_access_to_userfaultfd_is_a_clear_error(minivmm, tiny_kernel, shared_
     binary = readable_copy(tmp_path, minivmm)
     kernel = readable_copy(tmp_path, tiny_kernel)
     r = as_nobody(binary, kernel, tmp_path, True, "--cmdline", "p", "--mem", "64M",
-                  "--virtio-mem", "m0:1G", give_userfaultfd=False)
+                  "--virtio-mem", "m0:1G,guard=on", give_userfaultfd=False)
     assert r.returncode == 1, r.stderr
     assert "--virtio-mem: userfaultfd: Operation not permitted, and /dev/userfaultfd: " \
            "Permission denied" in r.stderr

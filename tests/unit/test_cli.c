@@ -177,7 +177,7 @@ TEST(virtio_mem_devices)
     char err[512];
     CHECK_EQ(parse(&cfg, err, sizeof(err), "--kernel", existing_file(), "--mem", "1G",
                    "--virtio-mem", "node0:64G,requested=4G", "--virtio-mem=node1:2G",
-                   "--virtio-mem", "big:1T,node=1,block=1G,prealloc=on", NULL),
+                   "--virtio-mem", "big:1T,node=1,block=1G,prealloc=on,guard=on", NULL),
              CLI_RUN);
     CHECK_EQ(cfg.n_virtio_mem, 3);
     CHECK(!strcmp(cfg.virtio_mem[0].id, "node0"));
@@ -191,6 +191,8 @@ TEST(virtio_mem_devices)
     CHECK_EQ(cfg.virtio_mem[2].node, 1);
     CHECK_EQ(cfg.virtio_mem[2].block_size, 1ULL << 30);
     CHECK(cfg.virtio_mem[2].prealloc);
+    CHECK(!cfg.virtio_mem[0].guard);          /* off unless asked for */
+    CHECK(cfg.virtio_mem[2].guard);
 }
 
 TEST(virtio_mem_bad_values_name_the_option)
@@ -219,6 +221,8 @@ TEST(virtio_mem_bad_values_name_the_option)
                  "--virtio-mem", "m:4G,requested=8G");
     EXPECT_ERROR("--virtio-mem m: prealloc=yes: expected on or off", "--kernel", k,
                  "--virtio-mem", "m:4G,prealloc=yes");
+    EXPECT_ERROR("--virtio-mem m: guard=1: expected on or off", "--kernel", k,
+                 "--virtio-mem", "m:4G,guard=1");
     EXPECT_ERROR("--virtio-mem m: unknown key 'size'", "--kernel", k, "--virtio-mem",
                  "m:4G,size=2G");
     EXPECT_ERROR("--virtio-mem m: 'requested': expected key=value", "--kernel", k,

@@ -26,19 +26,19 @@ struct seen {
     bool last_write;
 };
 
-static void on_violation(void *opaque, unsigned index, uint64_t gpa, bool write)
+static void on_violation(void *opaque, struct hotplug_mem *hm, uint64_t gpa, bool write)
 {
     struct seen *s = opaque;
-    (void)index;
+    (void)hm;
     __atomic_add_fetch(&s->violations, 1, __ATOMIC_SEQ_CST);
     s->last_gpa = gpa;
     s->last_write = write;
 }
 
-static void on_failure(void *opaque, unsigned index, uint64_t gpa, int err)
+static void on_failure(void *opaque, struct hotplug_mem *hm, uint64_t gpa, int err)
 {
     struct seen *s = opaque;
-    (void)index;
+    (void)hm;
     (void)err;
     s->last_gpa = gpa;
     __atomic_add_fetch(&s->failures, 1, __ATOMIC_SEQ_CST);
