@@ -17,6 +17,12 @@ SEED = 9
 REGION = 1 << 30
 FILES = 5
 FILE_MIB = 16
+# One vCPU: with two, the nested 6.1 guest has stalled on vCPU 1 (RCU "timer
+# wakeup didn't happen ... cpu=1") before the first resize, and reset with a
+# triple fault on vCPU 1 in other tests; that SMP problem in the nested test
+# host is open (bench/soak keeps 2 vCPUs). What this test checks, data and
+# the host bound across resizes, does not depend on the vCPU count.
+CPUS = 1
 
 
 def test_soak_integrity_and_bound(host, minivmm, tmp_path):
@@ -34,7 +40,8 @@ def test_soak_integrity_and_bound(host, minivmm, tmp_path):
 
     sock = str(tmp_path / "api.sock") if host.kind == "local" else "/tmp/minivmm-soak-test.sock"
     result = soaklib.run_soak(host, minivmm, cycles=CYCLES, seed=SEED, region=REGION,
-                              files=FILES, file_mib=FILE_MIB, sock=sock, log=lines.append,
+                              files=FILES, file_mib=FILE_MIB, cpus=CPUS, sock=sock,
+                              log=lines.append,
                               after=corrupt_one)
     report = "\n".join(lines + ["", result.summary()])
     print(report)
