@@ -113,10 +113,10 @@ json_t *api_json_vm(const struct vmc_vm_info *info)
 
 json_t *api_json_virtio_mem(const struct vmc_virtio_mem_info *d)
 {
-    return json_pack("{s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:s,s:I,s:I,s:I,s:I}", "id", d->id, "node",
-                     (json_int_t)d->node, "addr", (json_int_t)d->addr, "region_size",
+    return json_pack("{s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:s,s:I,s:I,s:I,s:I}", "id", d->id,
+                     "node", (json_int_t)d->node, "addr", (json_int_t)d->addr, "region_size",
                      (json_int_t)d->region_size, "block_size", (json_int_t)d->block_size,
-                     "usable_region_size", (json_int_t)d->usable_region_size, "plugged_size",
+                     "page_size", (json_int_t)d->page_size, "usable_region_size", (json_int_t)d->usable_region_size, "plugged_size",
                      (json_int_t)d->plugged_size, "requested_size", (json_int_t)d->requested_size,
                      "driver_state", d->driver_state, "host_backed_bytes",
                      (json_int_t)d->host_backed_bytes, "host_backed_bound",

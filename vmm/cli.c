@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "vmm/hotplug_layout.h"
+#include "vmm/hugepages.h"
 #include "vmm/size_parse.h"
 #include "vmm/virtio_mem_opts.h"
 
@@ -22,11 +23,13 @@ static const char usage_text[] =
     "  --kernel PATH     guest kernel (x86_64 bzImage)\n"
     "  --initrd PATH     initial ramdisk\n"
     "  --cmdline STR     kernel command line (default: \"console=ttyS0\")\n"
-    "  --mem SIZE        boot RAM, with K/M/G/T suffix (default 512M, 32M..1T,\n"
-    "                    a multiple of 1M)\n"
+    "  --mem SIZE[,hugepages=2M|1G]\n"
+    "                    boot RAM, with K/M/G/T suffix (default 512M, 32M..1T,\n"
+    "                    a multiple of 1M); hugepages=2M|1G backs it with the\n"
+    "                    host's huge pages, reserved at start\n"
     "  --cpus N          number of vCPUs (default 1, at most 255)\n"
     "  --virtio-mem ID:SIZE[,node=N][,block=SIZE][,requested=SIZE][,prealloc=on|off]\n"
-    "               [,guard=on|off]\n"
+    "               [,guard=on|off][,hugepages=2M|1G]\n"
     "                    a virtio-mem device owning SIZE of hotpluggable memory\n"
     "                    above boot RAM (repeatable, up to 8). An ID 'nodeN' puts\n"
     "                    it on NUMA node N. block: plug granularity (default 2M);\n"
@@ -34,7 +37,8 @@ static const char usage_text[] =
     "                    prealloc=on: back blocks when plugged (BUSY if the host\n"
     "                    cannot); guard=on: the host backs only plugged blocks\n"
     "                    and stops a guest touching unplugged ones (needs a\n"
-    "                    userfaultfd; docs/virtio-mem.md)\n"
+    "                    userfaultfd); hugepages: back it with the host's huge\n"
+    "                    pages (block >= page; docs/virtio-mem.md)\n"
     "  --on-reboot restart|exit\n"
     "                    a guest reboot resets the VM and boots it again (restart,\n"
     "                    the default; virtio-mem memory is unplugged and plugged\n"
@@ -62,6 +66,42 @@ static enum cli_result fail(char *err, size_t err_len, const char *fmt, ...)
     vsnprintf(err, err_len, fmt, ap);
     va_end(ap);
     return CLI_ERROR;
+}
+
+/* --mem SIZE[,hugepages=PAGE] */
+static enum cli_result parse_mem(const char *text, struct vm_config *cfg, char *err,
+                                 size_t err_len)
+{
+    char size_text[64];
+    const char *comma = strchr(text, ',');
+    size_t len = comma ? (size_t)(comma - text) : strlen(text);
+    if (len >= sizeof(size_text))
+        return fail(err, err_len, "--mem '%s': too long", text);
+    memcpy(size_text, text, len);
+    size_text[len] = '\0';
+
+    const char *why;
+    if (size_parse(size_text, &cfg->mem_size, &why) != 0)
+        return fail(err, err_len, "--mem '%s': %s", size_text, why);
+    if (comma) {
+        const char *opt = comma + 1;
+        if (strncmp(opt, "hugepages=", 10) != 0)
+            return fail(err, err_len, "--mem '%s': expected SIZE[,hugepages=SIZE]", text);
+        if (size_parse(opt + 10, &cfg->mem_page_size, &why) != 0 ||
+            hugepages_check(cfg->mem_page_size, &why) != 0)
+            return fail(err, err_len, "--mem %s: %s", opt, why);
+    }
+    if (cfg->mem_size < CONFIG_MIN_MEM)
+        return fail(err, err_len, "--mem %s: at least 32M is needed to boot Linux", size_text);
+    if (cfg->mem_size > CONFIG_MAX_MEM)
+        return fail(err, err_len, "--mem %s: at most 1T is supported", size_text);
+    if (cfg->mem_size & ((1ULL << 20) - 1))
+        return fail(err, err_len, "--mem %s: must be a multiple of 1M", size_text);
+    char a[32];
+    if (cfg->mem_page_size && cfg->mem_size % cfg->mem_page_size)
+        return fail(err, err_len, "--mem %s: must be a multiple of the huge page size %s",
+                    size_text, size_format(cfg->mem_page_size, a, sizeof(a)));
+    return CLI_RUN;
 }
 
 static int parse_cpus(const char *text, unsigned *out)
@@ -251,17 +291,8 @@ enum cli_result cli_parse(int argc, char *const argv[], struct vm_config *cfg,
         return CLI_ERROR;
 
     cfg->mem_size = 512ULL << 20;
-    if (mem_text) {
-        const char *why;
-        if (size_parse(mem_text, &cfg->mem_size, &why) != 0)
-            return fail(err, err_len, "--mem '%s': %s", mem_text, why);
-        if (cfg->mem_size < CONFIG_MIN_MEM)
-            return fail(err, err_len, "--mem %s: at least 32M is needed to boot Linux", mem_text);
-        if (cfg->mem_size > CONFIG_MAX_MEM)
-            return fail(err, err_len, "--mem %s: at most 1T is supported", mem_text);
-        if (cfg->mem_size & ((1ULL << 20) - 1))
-            return fail(err, err_len, "--mem %s: must be a multiple of 1M", mem_text);
-    }
+    if (mem_text && parse_mem(mem_text, cfg, err, err_len) != CLI_RUN)
+        return CLI_ERROR;
 
     cfg->ncpus = 1;
     if (cpus_text) {

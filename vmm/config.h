@@ -27,6 +27,7 @@ struct virtio_mem_opts {
     uint64_t block_size;
     uint64_t requested;            /* plugged at boot by the guest */
     unsigned node;
+    uint64_t page_size;            /* hugepages=: 0 for the host's base pages */
     bool prealloc;
     bool guard;                    /* userfaultfd guard: host memory <= plugged (opt-in) */
 };
@@ -36,6 +37,7 @@ struct vm_config {
     const char *initrd_path;       /* NULL: no initrd */
     const char *cmdline;           /* NULL: arch default */
     uint64_t mem_size;
+    uint64_t mem_page_size;        /* --mem ...,hugepages=: 0 for the host's base pages */
     unsigned ncpus;
     bool verbose;
     bool exit_on_reboot;           /* --on-reboot exit */

@@ -7,7 +7,9 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "vmm/hugepages.h"
 #include "vmm/log.h"
+#include "vmm/size_parse.h"
 
 void guest_mem_init(struct guest_mem *gm, int vm_fd)
 {
@@ -35,25 +37,26 @@ static int register_slot(struct guest_mem *gm, struct guest_mem_region *r)
     return 0;
 }
 
-int guest_mem_add_ram(struct guest_mem *gm, const struct mem_range *ranges, unsigned n)
+int guest_mem_add_ram(struct guest_mem *gm, const struct mem_range *ranges, unsigned n,
+                      uint64_t page_size)
 {
     uint64_t total = 0;
+    uint64_t align = page_size ? page_size : 0x1000;
 
-    if (gm->memfd >= 0 || n == 0 || n > GUEST_MEM_MAX_REGIONS)
+    if (gm->memfd >= 0 || n == 0 || n > GUEST_MEM_MAX_REGIONS || (align & (align - 1)))
         return -EINVAL;
     for (unsigned i = 0; i < n; i++) {
-        if (ranges[i].size == 0 || (ranges[i].gpa | ranges[i].size) & 0xfff ||
+        if (ranges[i].size == 0 || (ranges[i].gpa | ranges[i].size) & (align - 1) ||
             ranges[i].gpa + ranges[i].size < ranges[i].gpa)
             return -EINVAL;
         total += ranges[i].size;
     }
 
-    int fd = memfd_create("minivmm-ram", MFD_CLOEXEC);
+    char why[200];
+    int fd = hugepages_memfd("minivmm-ram", page_size, 0, why, sizeof(why));
     if (fd < 0) {
-        int err = errno;
-        log_error("memfd_create for %llu MiB of guest RAM: %s",
-                  (unsigned long long)(total >> 20), strerror(err));
-        return -err;
+        log_error("guest RAM (%llu MiB): %s", (unsigned long long)(total >> 20), why);
+        return fd;
     }
     if (ftruncate(fd, (off_t)total) < 0) {
         int err = errno;
@@ -62,17 +65,31 @@ int guest_mem_add_ram(struct guest_mem *gm, const struct mem_range *ranges, unsi
         close(fd);
         return -err;
     }
-    /* MAP_NORESERVE: the host commits pages only as the guest touches them. */
-    void *map = mmap(NULL, total, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, fd, 0);
+    /* Base pages: MAP_NORESERVE, the host commits pages only as the guest
+     * touches them. Huge pages: the mapping reserves them all, so a pool too
+     * small fails here rather than as a SIGBUS in a vCPU or the loader. */
+    int flags = MAP_SHARED | (page_size ? 0 : MAP_NORESERVE);
+    void *map = mmap(NULL, total, PROT_READ | PROT_WRITE, flags, fd, 0);
     if (map == MAP_FAILED) {
         int err = errno;
-        log_error("mmap %llu bytes of guest RAM: %s", (unsigned long long)total, strerror(err));
+        if (page_size) {
+            char a[32];
+            log_error("guest RAM: reserving %llu huge pages of %s: %s (the pool has %lld free; "
+                      "see /proc/sys/vm/nr_hugepages or /sys/kernel/mm/hugepages)",
+                      (unsigned long long)(total / page_size),
+                      size_format(page_size, a, sizeof(a)), strerror(err),
+                      hugepages_free(page_size));
+        } else {
+            log_error("mmap %llu bytes of guest RAM: %s", (unsigned long long)total,
+                      strerror(err));
+        }
         close(fd);
         return -err;
     }
     /* Guest RAM never belongs in a core dump of the VMM. */
     madvise(map, total, MADV_DONTDUMP);
 
+    gm->page_size = page_size;
     gm->memfd = fd;
     gm->map = map;
     gm->map_size = total;

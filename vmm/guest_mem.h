@@ -25,6 +25,7 @@ struct guest_mem_region {
 struct guest_mem {
     int vm_fd;                  /* -1: no KVM (unit tests); memslots are skipped */
     int memfd;                  /* boot RAM */
+    uint64_t page_size;         /* 0: the host's base pages; else its huge pages */
     uint8_t *map;               /* whole boot RAM mapping */
     uint64_t map_size;
     struct guest_mem_region regions[GUEST_MEM_MAX_REGIONS];
@@ -35,8 +36,12 @@ struct guest_mem {
 void guest_mem_init(struct guest_mem *gm, int vm_fd);
 
 /* Creates one memfd of the ranges' total size, maps it and registers each
- * range as a memslot. Called once, before any vCPU runs. */
-int guest_mem_add_ram(struct guest_mem *gm, const struct mem_range *ranges, unsigned n);
+ * range as a memslot. Called once, before any vCPU runs. page_size 0: base
+ * pages, committed as the guest touches them; else huge pages of that size
+ * (every range a multiple of it), all reserved from the host's pool now so
+ * that a short pool is an error here and never a fault later. */
+int guest_mem_add_ram(struct guest_mem *gm, const struct mem_range *ranges, unsigned n,
+                      uint64_t page_size);
 
 /* Host pointer for [gpa, gpa + len) if the whole range lies in one region;
  * NULL otherwise (including len == 0 past the end and gpa + len overflow). */

@@ -19,8 +19,6 @@
 #define USERFAULTFD_IOC_NEW _IO(0xAA, 0x00)     /* Linux 6.1's /dev/userfaultfd */
 #endif
 
-#define GUARD_PAGE 4096ULL
-
 static int make_uffd(char *err, size_t errlen)
 {
     int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
@@ -109,44 +107,45 @@ static void wake(struct hotplug_guard *g, uint64_t start, uint64_t len)
 }
 
 /* The fault cannot be allowed to allocate, and the faulting thread must not
- * wait forever: the page becomes inaccessible, so the retried access fails
- * (KVM_RUN returns EFAULT) instead of blocking or allocating. */
-static void refuse(struct hotplug_guard *g, uint64_t page)
+ * wait forever: the page (a whole huge page, if the region has them)
+ * becomes inaccessible, so the retried access fails (KVM_RUN returns
+ * EFAULT) instead of blocking or allocating. */
+static void refuse(struct hotplug_guard *g, uint64_t page, uint64_t page_size)
 {
-    if (mprotect((void *)(uintptr_t)page, GUARD_PAGE, PROT_NONE) < 0)
+    if (mprotect((void *)(uintptr_t)page, page_size, PROT_NONE) < 0)
         log_error("memory guard: mprotect PROT_NONE at 0x%llx: %s", (unsigned long long)page,
                   strerror(errno));
-    wake(g, page, GUARD_PAGE);
+    wake(g, page, page_size);
 }
 
 /* One fault at host address hva: backed, or refused and reported. */
 static void handle_fault(struct hotplug_guard *g, uint64_t hva, bool write)
 {
-    uint64_t page = hva & ~(GUARD_PAGE - 1);
     for (unsigned i = 0; i < g->n; i++) {
         struct hotplug_mem *hm = g->regions[i];
         uint64_t base = (uint64_t)(uintptr_t)hm->hva;
-        if (page < base || page - base >= hm->size)
+        if (hva < base || hva - base >= hm->size)
             continue;
+        uint64_t page = hva & ~(hm->page_size - 1);
         uint64_t offset = page - base;
         int rc = hotplug_mem_fault(hm, offset);
         if (rc == 0) {
             /* Backed: every waiter on this page (and its neighbours in the
              * chunk, which share the new memory) may retry. */
-            wake(g, page, GUARD_PAGE);
+            wake(g, page, hm->page_size);
             return;
         }
         if (rc == -EFAULT) {
             if (g->on_violation)
-                g->on_violation(g->opaque, hm, hm->gpa + offset, write);
+                g->on_violation(g->opaque, hm, hm->gpa + (hva - base), write);
         } else if (g->on_host_failure) {
-            g->on_host_failure(g->opaque, hm, hm->gpa + offset, -rc);
+            g->on_host_failure(g->opaque, hm, hm->gpa + (hva - base), -rc);
         }
-        refuse(g, page);
+        refuse(g, page, hm->page_size);
         return;
     }
     log_error("memory guard: fault at 0x%llx outside every region", (unsigned long long)hva);
-    refuse(g, page);
+    refuse(g, hva & ~4095ULL, 4096);
 }
 
 static void serve(struct hotplug_guard *g)

@@ -13,12 +13,14 @@
 #include <unistd.h>
 
 #include "vmm/bitmap.h"
+#include "vmm/hugepages.h"
 #include "vmm/log.h"
 
 #define PAGE_SIZE_MIN 4096ULL
-/* What one first touch of a plugged block backs at most: large enough that
- * a guest streaming through new memory costs one guard round trip per
- * 2 MiB, small enough that a 1 GiB block is not zeroed for one page. */
+/* What one first touch of a plugged block backs (at least one host page):
+ * large enough that a guest streaming through new memory costs one guard
+ * round trip per 2 MiB, small enough that a 1 GiB block of base pages is
+ * not zeroed for one page. */
 #define FAULT_CHUNK (2ULL << 20)
 /* KVM's slot field carries the address space in its upper 16 bits. */
 #define KVM_SLOT_ID_LIMIT 0x10000ULL
@@ -87,7 +89,7 @@ static int populate(const struct hotplug_mem *hm, uint64_t offset, uint64_t len)
 
 int hotplug_mem_init(struct hotplug_mem *hm, int vm_fd, const char *name, uint64_t gpa,
                      uint64_t size, uint64_t slot_size, uint64_t block_size,
-                     uint32_t first_slot, bool prealloc)
+                     uint32_t first_slot, uint64_t page_size, bool prealloc)
 {
     memset(hm, 0, sizeof(*hm));
     hm->vm_fd = vm_fd;
@@ -96,18 +98,21 @@ int hotplug_mem_init(struct hotplug_mem *hm, int vm_fd, const char *name, uint64
     hm->size = size;
     hm->slot_size = slot_size;
     hm->block_size = block_size;
+    hm->page_size = page_size ? page_size : PAGE_SIZE_MIN;
     hm->first_slot = first_slot;
     hm->prealloc = prealloc;
     snprintf(hm->name, sizeof(hm->name), "%s", name ? name : "hotplug-mem");
 
     if (slot_size < PAGE_SIZE_MIN || (slot_size & (slot_size - 1)) || size == 0 ||
         size % slot_size || gpa % slot_size || gpa + size < gpa || size > (uint64_t)INT64_MAX ||
-        block_size < PAGE_SIZE_MIN || (block_size & (block_size - 1)) || slot_size % block_size) {
+        block_size < PAGE_SIZE_MIN || (block_size & (block_size - 1)) || slot_size % block_size ||
+        (hm->page_size & (hm->page_size - 1)) || block_size % hm->page_size) {
         log_error("%s: region gpa 0x%llx size 0x%llx is not a non-empty multiple of the "
                   "slot size 0x%llx (a power of two >= 4 KiB, a multiple of the block size "
-                  "0x%llx) inside the address space",
+                  "0x%llx, itself of the page size 0x%llx) inside the address space",
                   hm->name, (unsigned long long)gpa, (unsigned long long)size,
-                  (unsigned long long)slot_size, (unsigned long long)block_size);
+                  (unsigned long long)slot_size, (unsigned long long)block_size,
+                  (unsigned long long)hm->page_size);
         return -EINVAL;
     }
     uint64_t n_slots = size / slot_size;
@@ -140,15 +145,16 @@ int hotplug_mem_init(struct hotplug_mem *hm, int vm_fd, const char *name, uint64
 
     /* Sealing lets nobody (not even a bug here) shrink the file under the
      * mapping, which would turn guest accesses into SIGBUS. */
-    int fd = memfd_create("minivmm-hotplug", MFD_CLOEXEC | MFD_ALLOW_SEALING);
-    int err = 0;
-    const char *what = "memfd_create";
+    char why[200];
+    int fd = hugepages_memfd("minivmm-hotplug", page_size, MFD_ALLOW_SEALING, why, sizeof(why));
     if (fd < 0) {
-        err = errno;
-        goto fail;
+        log_error("%s: %s", hm->name, why);
+        hotplug_mem_destroy(hm);
+        return fd;
     }
     hm->memfd = fd;
-    what = "ftruncate";
+    int err = 0;
+    const char *what = "ftruncate";
     if (ftruncate(fd, (off_t)size) < 0) {
         err = errno;
         goto fail;
@@ -158,7 +164,8 @@ int hotplug_mem_init(struct hotplug_mem *hm, int vm_fd, const char *name, uint64
         err = errno;
         goto fail;
     }
-    /* MAP_NORESERVE: an unplugged terabyte costs neither memory nor commit. */
+    /* MAP_NORESERVE: an unplugged terabyte costs neither memory nor commit,
+     * and with huge pages none is reserved from the pool. */
     what = "mmap";
     void *map = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, fd, 0);
     if (map == MAP_FAILED) {
@@ -323,6 +330,8 @@ int hotplug_mem_fault(struct hotplug_mem *hm, uint64_t offset)
     if (offset >= hm->size)
         return -EFAULT;
     uint64_t chunk = hm->block_size < FAULT_CHUNK ? hm->block_size : FAULT_CHUNK;
+    if (chunk < hm->page_size)
+        chunk = hm->page_size;
     uint64_t start = offset & ~(chunk - 1);
     pthread_mutex_lock(&hm->backing_lock);
     int rc = -EFAULT;
@@ -334,6 +343,16 @@ int hotplug_mem_fault(struct hotplug_mem *hm, uint64_t offset)
     else if (rc)
         __atomic_add_fetch(&hm->backing_failures, 1, __ATOMIC_RELAXED);
     return rc;
+}
+
+bool hotplug_mem_is_plugged(struct hotplug_mem *hm, uint64_t offset)
+{
+    if (offset >= hm->size)
+        return false;
+    pthread_mutex_lock(&hm->backing_lock);
+    bool plugged = bitmap_count(hm->block_plugged, offset / hm->block_size, 1) != 0;
+    pthread_mutex_unlock(&hm->backing_lock);
+    return plugged;
 }
 
 uint64_t hotplug_mem_resident(const struct hotplug_mem *hm)

@@ -26,6 +26,7 @@ struct hotplug_mem {
     uint64_t size;
     uint64_t slot_size;         /* power of two, divides size */
     uint64_t block_size;        /* plug granularity: power of two, divides slot_size */
+    uint64_t page_size;         /* host page behind it: 4 KiB, or the huge page size */
     uint32_t first_slot;        /* KVM slot ids first_slot .. first_slot + n_slots - 1 */
     uint32_t n_slots;
     uint64_t *slot_plugged;     /* plugged bytes per slot */
@@ -45,11 +46,13 @@ struct hotplug_mem {
 
 /* Creates the memfd of `size` bytes (sealed against shrinking) and the
  * reservation. Nothing is registered with KVM yet. size and gpa must be
- * multiples of slot_size, slot_size of block_size. Returns 0 or a negative
- * errno (logged). */
+ * multiples of slot_size, slot_size of block_size, block_size of page_size.
+ * page_size 0: the host's base pages; else hugetlbfs pages of that size, of
+ * which none is reserved: a block takes them from the pool when plugged
+ * (prealloc) or first touched. Returns 0 or a negative errno (logged). */
 int hotplug_mem_init(struct hotplug_mem *hm, int vm_fd, const char *name, uint64_t gpa,
                      uint64_t size, uint64_t slot_size, uint64_t block_size,
-                     uint32_t first_slot, bool prealloc);
+                     uint32_t first_slot, uint64_t page_size, bool prealloc);
 
 /* [offset, offset + len) (page aligned, inside the region, currently
  * unplugged according to the caller) becomes guest memory: memslots of the
@@ -64,11 +67,15 @@ int hotplug_mem_plug(struct hotplug_mem *hm, uint64_t offset, uint64_t len);
 int hotplug_mem_unplug(struct hotplug_mem *hm, uint64_t offset, uint64_t len);
 
 /* The guard's question for a missing page at offset: 0 when it lies in a
- * plugged block, which is then backed around offset (at most 2 MiB, within
- * the block) so the faulting access can be retried; -EFAULT when the block
+ * plugged block, which is then backed around offset (2 MiB or one host page,
+ * whichever is larger, within the block) so the faulting access can be
+ * retried; -EFAULT when the block
  * is unplugged (the guest broke the rule; nothing is allocated); -ENOMEM
  * when the host cannot back plugged memory. Thread-safe. */
 int hotplug_mem_fault(struct hotplug_mem *hm, uint64_t offset);
+
+/* Whether the block holding offset is plugged now. Thread-safe. */
+bool hotplug_mem_is_plugged(struct hotplug_mem *hm, uint64_t offset);
 
 /* Bytes of the memfd actually backed by host memory now (from st_blocks). */
 uint64_t hotplug_mem_resident(const struct hotplug_mem *hm);

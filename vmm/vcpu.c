@@ -4,6 +4,7 @@
 #include <sys/ioctl.h>
 
 #include "vmm/log.h"
+#include "vmm/vm_devices.h"
 #include "vmm/vm.h"
 
 static void handle_pio(struct vcpu *vcpu)
@@ -71,6 +72,23 @@ static void handle_system_event(struct vcpu *vcpu)
     }
 }
 
+/* KVM could not map guest memory: no huge page left, a memory limit, or a
+ * page the guard made inaccessible. With KVM_CAP_MEMORY_FAULT_INFO the run
+ * structure says where (an exit reason that accompanies the error). */
+static void memory_fault(struct vcpu *vcpu, int err)
+{
+    struct kvm_run *run = vcpu->run;
+    struct {
+        uint64_t flags, gpa, size;
+    } info;
+    if (!vcpu->vm->memory_fault_info || run->exit_reason != VM_KVM_EXIT_MEMORY_FAULT) {
+        vm_memory_fault(vcpu->vm, vcpu->index, NULL, err);
+        return;
+    }
+    memcpy(&info, &run->hw, sizeof(info));      /* the exit union's first bytes */
+    vm_memory_fault(vcpu->vm, vcpu->index, &info.gpa, err);
+}
+
 int vcpu_run_loop(struct vcpu *vcpu)
 {
     struct vm *vm = vcpu->vm;
@@ -78,12 +96,17 @@ int vcpu_run_loop(struct vcpu *vcpu)
 
     while (!vm_stopping(vm)) {
         if (ioctl(vcpu->fd, KVM_RUN, 0) < 0) {
-            if (errno == EINTR || errno == EAGAIN) {
+            int err = errno;
+            if (err == EINTR || err == EAGAIN) {
                 __atomic_store_n(&run->immediate_exit, 0, __ATOMIC_SEQ_CST);
                 continue;
             }
+            if (err == EFAULT || err == EHWPOISON) {
+                memory_fault(vcpu, err);
+                return -1;
+            }
             vm_request_stop(vm, VM_STOP_ERROR, "KVM_RUN on vCPU %u: %s", vcpu->index,
-                            strerror(errno));
+                            strerror(err));
             return -1;
         }
         __atomic_add_fetch(&vcpu->exits, 1, __ATOMIC_RELAXED);   /* read by /metrics */

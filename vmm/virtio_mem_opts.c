@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "vmm/hugepages.h"
 #include "vmm/size_parse.h"
 
 __attribute__((format(printf, 3, 4)))
@@ -67,7 +68,7 @@ int virtio_mem_opts_parse(const char *text, struct virtio_mem_opts *o, char *err
     const char *colon = strchr(text, ':');
     if (!colon)
         return fail(err, errlen, "'%s': expected ID:SIZE[,node=N][,block=SIZE][,requested=SIZE]"
-                    "[,prealloc=on|off][,guard=on|off]", text);
+                    "[,prealloc=on|off][,guard=on|off][,hugepages=SIZE]", text);
     size_t id_len = (size_t)(colon - text);
     if (id_len == 0)
         return fail(err, errlen, "'%s': empty device ID", text);
@@ -84,7 +85,7 @@ int virtio_mem_opts_parse(const char *text, struct virtio_mem_opts *o, char *err
     memcpy(o->id, text, id_len);
     o->id[id_len] = '\0';
 
-    bool node_given = false;
+    bool node_given = false, block_given = false;
     const char *p = colon + 1;
     const char *comma = strchr(p, ',');
     size_t len = comma ? (size_t)(comma - p) : strlen(p);
@@ -116,6 +117,12 @@ int virtio_mem_opts_parse(const char *text, struct virtio_mem_opts *o, char *err
         } else if (KEY_IS("block")) {
             if (parse_size_n(val, val_len, &o->block_size, &why) != 0)
                 return fail(err, errlen, "%s: block=%.*s: %s", o->id, (int)val_len, val, why);
+            block_given = true;
+        } else if (KEY_IS("hugepages")) {
+            if (parse_size_n(val, val_len, &o->page_size, &why) != 0 ||
+                hugepages_check(o->page_size, &why) != 0)
+                return fail(err, errlen, "%s: hugepages=%.*s: %s", o->id, (int)val_len, val,
+                            why);
         } else if (KEY_IS("requested")) {
             if (parse_size_n(val, val_len, &o->requested, &why) != 0)
                 return fail(err, errlen, "%s: requested=%.*s: %s", o->id, (int)val_len, val,
@@ -131,7 +138,8 @@ int virtio_mem_opts_parse(const char *text, struct virtio_mem_opts *o, char *err
                             (int)key_len, p, (int)val_len, val);
         } else {
             return fail(err, errlen,
-                        "%s: unknown key '%.*s' (node, block, requested, prealloc, guard)",
+                        "%s: unknown key '%.*s' (node, block, requested, prealloc, guard, "
+                        "hugepages)",
                         o->id, (int)key_len, p);
         }
 #undef KEY_IS
@@ -149,6 +157,15 @@ int virtio_mem_opts_parse(const char *text, struct virtio_mem_opts *o, char *err
     if (!is_pow2(o->block_size) || o->block_size < 4096)
         return fail(err, errlen, "%s: block=%s: must be a power of two of at least 4K", o->id,
                     size_format(o->block_size, a, sizeof(a)));
+    /* A block is plugged, backed and discarded whole, and a huge page cannot
+     * be split between a plugged and an unplugged block. */
+    if (o->page_size > o->block_size) {
+        if (block_given)
+            return fail(err, errlen, "%s: block=%s: smaller than the huge page size %s; a block "
+                        "must hold whole pages", o->id, size_format(o->block_size, a, sizeof(a)),
+                        size_format(o->page_size, b, sizeof(b)));
+        o->block_size = o->page_size;
+    }
     uint64_t align = o->block_size > CONFIG_VIRTIO_MEM_SIZE_ALIGN ? o->block_size
                                                                   : CONFIG_VIRTIO_MEM_SIZE_ALIGN;
     if (o->size == 0 || o->size % align)

@@ -76,6 +76,9 @@ static int open_kvm(struct vm *vm)
         if (r < 0)
             return r;
     }
+    /* Linux 6.8+: a KVM_RUN that fails with EFAULT says which guest address
+     * the host could not map. Optional: without it the error is vaguer. */
+    vm->memory_fault_info = ioctl(vm->vm_fd, KVM_CHECK_EXTENSION, VM_KVM_CAP_MEMORY_FAULT_INFO) > 0;
     int max_vcpus = ioctl(vm->vm_fd, KVM_CHECK_EXTENSION, KVM_CAP_MAX_VCPUS);
     if (max_vcpus <= 0)
         max_vcpus = ioctl(vm->vm_fd, KVM_CHECK_EXTENSION, KVM_CAP_NR_VCPUS);
@@ -136,7 +139,7 @@ static int vm_build(struct vm *vm, bool *usage_error)
     if (rc < 0)
         return rc;
     vm->mem.vm_fd = vm->vm_fd;
-    rc = guest_mem_add_ram(&vm->mem, ranges, n_ranges);
+    rc = guest_mem_add_ram(&vm->mem, ranges, n_ranges, cfg->mem_page_size);
     if (rc < 0)
         return rc;
 

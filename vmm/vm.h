@@ -51,11 +51,16 @@ struct vm_device_info {
 struct vm_virtio_mem;
 struct hotplug_guard;
 
+/* From Linux 6.8's uapi, absent from older headers. */
+#define VM_KVM_CAP_MEMORY_FAULT_INFO 232
+#define VM_KVM_EXIT_MEMORY_FAULT 39
+
 struct vm {
     const struct vm_config *cfg;
     int kvm_fd;
     int vm_fd;
     int vcpu_mmap_size;
+    bool memory_fault_info;     /* KVM_CAP_MEMORY_FAULT_INFO: EFAULT exits carry the gpa */
     struct guest_mem mem;
     struct io_bus pio;
     struct io_bus mmio;

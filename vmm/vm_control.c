@@ -67,18 +67,23 @@ static void fill_info(struct vm_virtio_mem *v, const struct virtio_mem_opts *o,
         .addr = c.addr,
         .region_size = c.region_size,
         .block_size = c.block_size,
+        .page_size = v->mem.page_size,
         .usable_region_size = c.usable_region_size,
         .plugged_size = c.plugged_size,
         .requested_size = c.requested_size,
         .driver_state = driver_state(&v->transport),
         .host_backed_bytes = hotplug_mem_resident(&v->mem),
-        .host_backed_bound = c.plugged_size,
         .blocked_accesses = __atomic_load_n(&v->mem.blocked_accesses, __ATOMIC_RELAXED),
     };
     snprintf(out->id, sizeof(out->id), "%s", v->dev.id);
     /* Plugging and its memslot changes happen under the device lock. */
     pthread_mutex_lock(&v->dev.lock);
     out->memslots = v->mem.slots_registered;
+    /* With the guard only plugged blocks are ever backed. Without it a
+     * guest can make the host back any page of a registered memslot, and a
+     * memslot's memory all goes when it is removed. */
+    out->host_backed_bound = o->guard ? c.plugged_size
+                                      : (uint64_t)v->mem.slots_registered * v->mem.slot_size;
     out->req_plug = v->dev.stats.plug;
     out->req_unplug = v->dev.stats.unplug;
     out->req_unplug_all = v->dev.stats.unplug_all;
@@ -165,7 +170,8 @@ static const struct dev_metric dev_metrics[] = {
     {"minivmm_virtio_mem_host_backed_bytes", "gauge", "Host memory backing the region now.",
      DEV_FIELD(host_backed_bytes)},
     {"minivmm_virtio_mem_host_backed_bound_bytes", "gauge",
-     "What host_backed_bytes never exceeds (the plugged size).", DEV_FIELD(host_backed_bound)},
+     "What host_backed_bytes never exceeds: the plugged size with guard=on, else the "
+     "registered memslots.", DEV_FIELD(host_backed_bound)},
     {"minivmm_virtio_mem_blocked_accesses_total", "counter",
      "Guest accesses to unplugged memory refused (each stops the VM).",
      DEV_FIELD(blocked_accesses)},

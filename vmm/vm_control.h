@@ -26,9 +26,11 @@ struct vmc_virtio_mem_info {
     char id[32];
     unsigned node;
     uint64_t addr, region_size, block_size, usable_region_size, plugged_size, requested_size;
+    uint64_t page_size;         /* host page behind the region: 4 KiB or a huge page */
     const char *driver_state;   /* "not_probed", "active", "broken" */
     uint64_t host_backed_bytes; /* memory of the region's memfd now */
-    uint64_t host_backed_bound; /* what host_backed_bytes never exceeds: plugged_size */
+    uint64_t host_backed_bound; /* what host_backed_bytes never exceeds: plugged_size with
+                                 * the guard, the registered memslots without it */
     uint64_t blocked_accesses;  /* guest touches of unplugged memory refused */
     uint32_t memslots;          /* KVM memslots registered now */
     uint64_t req_plug, req_unplug, req_unplug_all, req_state;

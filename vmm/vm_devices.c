@@ -8,6 +8,7 @@
 #include "vmm/arch.h"
 #include "vmm/hotplug_guard.h"
 #include "vmm/hotplug_layout.h"
+#include "vmm/hugepages.h"
 #include "vmm/log.h"
 #include "vmm/size_parse.h"
 
@@ -57,27 +58,88 @@ static void guard_violation(void *opaque, struct hotplug_mem *hm, uint64_t gpa, 
     guest_touched_unplugged(owner(hm), gpa, write);
 }
 
-/* Plugged memory the host cannot back on first touch: the access cannot be
- * served, and a vCPU cannot be left waiting, so the VM stops with the
- * reason (prealloc=on turns this into a BUSY answer at plug time instead). */
-static void guard_host_failure(void *opaque, struct hotplug_mem *hm, uint64_t gpa, int err)
+/* Why the host may have failed, for the error message (no file is read:
+ * the threads that call this may not open any). */
+static void backing_hint(const struct hotplug_mem *hm, char *buf, size_t len)
 {
-    struct vm *vm = opaque;
-    struct vm_virtio_mem *v = owner(hm);
+    char a[32];
+    if (hm->page_size > 4096)
+        snprintf(buf, len, "no %s huge page left in the host's pool",
+                 size_format(hm->page_size, a, sizeof(a)));
+    else
+        snprintf(buf, len, "the host or the VMM's memory limit is out of memory");
+}
+
+/* Plugged memory the host cannot back when the guest first touches it: the
+ * access cannot be served and a vCPU cannot be left waiting, so the VM
+ * stops with the reason (prealloc=on turns this into a BUSY answer at plug
+ * time instead). how: who found out ("userfaultfd guard", "KVM_RUN on vCPU
+ * 1"). */
+static void backing_failed(struct vm_virtio_mem *v, uint64_t gpa, int err, const char *how)
+{
     if (__atomic_exchange_n(&v->error_reported, true, __ATOMIC_RELAXED))
-        return;
+        return;     /* already stopping for this device (the guard, another vCPU) */
+    struct vm *vm = v->vm;
+    char hint[128];
+    backing_hint(&v->mem, hint, sizeof(hint));
     event_publish(&vm->events, "host_error", "\"id\":\"%s\",\"gpa\":%llu,\"error\":\"%s\"",
                   v->dev.id, (unsigned long long)gpa, strerror(err));
     vm_request_stop(vm, VM_STOP_ERROR,
-                    "%s: the host cannot back plugged memory at 0x%llx the guest touched: %s "
-                    "(prealloc=on would have answered the plug BUSY): VM stopped",
-                    v->dev.id, (unsigned long long)gpa, strerror(err));
+                    "%s: the host cannot back plugged memory at 0x%llx the guest touched: %s: %s "
+                    "(%s; prealloc=on would have answered the plug BUSY): VM stopped",
+                    v->dev.id, (unsigned long long)gpa, how, strerror(err), hint);
+}
+
+static void guard_host_failure(void *opaque, struct hotplug_mem *hm, uint64_t gpa, int err)
+{
+    (void)opaque;
+    backing_failed(owner(hm), gpa, err, "userfaultfd guard");
+}
+
+void vm_memory_fault(struct vm *vm, unsigned vcpu, const uint64_t *gpa, int err)
+{
+    /* The guard stops the VM before it makes a refused page fail the
+     * access; that stop (and its event) already says what happened. */
+    if (vm_stopping(vm))
+        return;
+    char how[32];
+    snprintf(how, sizeof(how), "KVM_RUN on vCPU %u", vcpu);
+    for (unsigned i = 0; gpa && i < vm->n_virtio_mem; i++) {
+        struct vm_virtio_mem *v = &vm->virtio_mem[i];
+        if (v->mem_ready && *gpa >= v->mem.gpa && *gpa - v->mem.gpa < v->mem.size) {
+            backing_failed(v, *gpa, err, how);
+            return;
+        }
+    }
+    if (gpa) {
+        event_publish(&vm->events, "host_error", "\"gpa\":%llu,\"error\":\"%s\"",
+                      (unsigned long long)*gpa, strerror(err));
+        vm_request_stop(vm, VM_STOP_ERROR,
+                        "the host cannot back guest memory at 0x%llx%s: %s: %s: VM stopped",
+                        (unsigned long long)*gpa,
+                        guest_mem_ptr(&vm->mem, *gpa, 1) ? " (boot RAM)" : "", how,
+                        strerror(err));
+        return;
+    }
+    event_publish(&vm->events, "host_error", "\"error\":\"%s\"", strerror(err));
+    vm_request_stop(vm, VM_STOP_ERROR,
+                    "%s: %s: the host could not back guest memory the guest touched (this "
+                    "kernel does not say where: no KVM_CAP_MEMORY_FAULT_INFO; a huge page pool "
+                    "or a memory limit may be exhausted): VM stopped",
+                    how, strerror(err));
 }
 
 /* Where no memslot is registered (every block of that slot is unplugged)
- * a guest access exits to us as MMIO: the same rule, the same answer. */
+ * a guest access exits to us as MMIO: the same rule, the same answer. An
+ * access KVM emulates (an instruction it had to decode) exits here too when
+ * the host page behind a plugged block cannot be had: that is the host's
+ * failure, not the guest's. */
 static void unplugged_access(struct vm_virtio_mem *v, uint64_t offset, bool write)
 {
+    if (hotplug_mem_is_plugged(&v->mem, offset)) {
+        backing_failed(v, v->mem.gpa + offset, EFAULT, "access emulated by KVM");
+        return;
+    }
     __atomic_add_fetch(&v->mem.blocked_accesses, 1, __ATOMIC_RELAXED);
     guest_touched_unplugged(v, v->mem.gpa + offset, write);
 }
@@ -167,7 +229,7 @@ int vm_devices_create(struct vm *vm)
 
         rc = hotplug_mem_init(&v->mem, vm->vm_fd, o->id, place[i].gpa, place[i].size,
                               place[i].slot_size, o->block_size, place[i].first_slot,
-                              o->prealloc);
+                              o->page_size, o->prealloc);
         if (rc)
             return rc;
         v->mem_ready = true;

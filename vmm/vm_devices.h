@@ -42,4 +42,11 @@ struct vm_virtio_mem *vm_find_virtio_mem(struct vm *vm, const char *id);
 /* Stops threads and frees everything; safe on a partly created set. */
 void vm_devices_destroy(struct vm *vm);
 
+/* A vCPU's KVM_RUN failed with err (EFAULT, EHWPOISON): the host could not
+ * map guest memory the guest touched, at *gpa when the kernel said where
+ * (NULL when not). Stops the VM with a line naming the memory (device or
+ * boot RAM), the address and the likely cause, and a host_error event;
+ * nothing more if the guard already stopped it for that device. */
+void vm_memory_fault(struct vm *vm, unsigned vcpu, const uint64_t *gpa, int err);
+
 #endif

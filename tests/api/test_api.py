@@ -13,7 +13,7 @@ from apiclient import IDLE_TIMEOUT_S, UnixHTTPConnection, curl, request
 
 G = 1 << 30
 M = 1 << 20
-DEV_FIELDS = {"id", "node", "addr", "region_size", "block_size", "usable_region_size",
+DEV_FIELDS = {"id", "node", "addr", "region_size", "block_size", "page_size", "usable_region_size",
               "plugged_size", "requested_size", "driver_state", "host_backed_bytes", "host_backed_bound",
               "blocked_accesses", "memslots"}
 
@@ -50,6 +50,7 @@ def test_virtio_mem_list_and_one(vmm):
         assert d["driver_state"] == "not_probed"
         assert d["plugged_size"] == 0 and d["memslots"] == 0
         assert d["block_size"] == 2 * M
+        assert d["page_size"] == 4096
     assert devs[0]["node"] == 0 and devs[0]["region_size"] == 8 * G
     assert devs[1]["node"] == 1 and devs[1]["region_size"] == 2 * G
     one = request(vmm.sock, "GET", "/virtio-mem/x")

@@ -69,7 +69,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     fuzz_mute_log();
     for (unsigned i = 0; i < N_GEOMETRIES; i++)
         if (hotplug_mem_init(&hms[i], -1, "fuzz", GPA_BASE, geometries[i].region,
-                             geometries[i].slot, 4096, 0, false) != 0)
+                             geometries[i].slot, 4096, 0, 0, false) != 0)
             abort();
     return 0;
 }

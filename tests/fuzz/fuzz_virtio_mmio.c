@@ -29,8 +29,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     fuzz_mute_log();
     const struct mem_range ram = {0, RAM_SIZE};
     guest_mem_init(&gm, -1);
-    if (guest_mem_add_ram(&gm, &ram, 1) != 0 ||
-        hotplug_mem_init(&hm, -1, "fuzz", MEM_GPA, MEM_SIZE, 128ULL << 20, 4096, 0, false) != 0)
+    if (guest_mem_add_ram(&gm, &ram, 1, 0) != 0 ||
+        hotplug_mem_init(&hm, -1, "fuzz", MEM_GPA, MEM_SIZE, 128ULL << 20, 4096, 0, 0, false) != 0)
         abort();
     return 0;
 }

@@ -30,7 +30,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     fuzz_mute_log();
     const struct mem_range ranges[] = {{RAM_A_GPA, RAM_A_SIZE}, {RAM_B_GPA, RAM_B_SIZE}};
     guest_mem_init(&gm, -1);
-    if (guest_mem_add_ram(&gm, ranges, 2) != 0)
+    if (guest_mem_add_ram(&gm, ranges, 2, 0) != 0)
         abort();
     return 0;
 }

@@ -10,7 +10,16 @@
  * unplugged. A host that serves those accesses lets it print
  * HOSTILE-SERVED and power off; minivmm must stop it at the first one.
  * Slots are 1 GiB: run it with --virtio-mem m0:4G,block=2M,requested=4G,guard=on (the
- * whole region usable; host memory must still follow what is plugged). */
+ * whole region usable; host memory must still follow what is plugged).
+ *
+ * Command line "I": interactive, for tests that must look at the host
+ * between requests (tests/local/test_hugepages.py). One command per line on
+ * the console, offsets in hex from the region's start, one reply line each:
+ *   p<off> <n>   plug n blocks      -> "ANSWER <type>" (0 ACK, 1 NACK, 2 BUSY, 3 ERROR)
+ *   u<off> <n>   unplug n blocks    -> "ANSWER <type>"
+ *   w<off> <n>   write one word per 4 KiB page of n blocks -> "WROTE"
+ *   r<off> <n>   read them back     -> "READ <sum>"
+ *   o            power off */
 #include <stdint.h>
 
 #define MMIO 0xd0000000UL
@@ -190,11 +199,85 @@ static void plug(uint64_t addr, uint64_t block, int plug_it)
             *(volatile uint64_t *)(addr + off) = addr + off;
 }
 
+static void putdec(uint64_t v)
+{
+    char buf[24];
+    int n = 0;
+    do
+        buf[n++] = (char)('0' + v % 10);
+    while ((v /= 10) != 0);
+    while (n)
+        putc(buf[--n]);
+}
+
+static uint64_t gethex(const char **p)
+{
+    uint64_t v = 0;
+    for (;; (*p)++) {
+        char c = **p;
+        if (c >= '0' && c <= '9')
+            v = v * 16 + (uint64_t)(c - '0');
+        else if (c >= 'a' && c <= 'f')
+            v = v * 16 + (uint64_t)(c - 'a' + 10);
+        else
+            return v;
+    }
+}
+
+static void interactive(uint64_t base, uint64_t block)
+{
+    char line[64];
+    for (;;) {
+        unsigned n = 0;
+        for (char c; (c = getc()) != '\n';)
+            if (c != '\r' && n < sizeof(line) - 1)
+                line[n++] = c;
+        line[n] = 0;
+        const char *p = line + 1;
+        uint64_t off = gethex(&p);
+        if (*p == ' ')
+            p++;
+        uint64_t count = gethex(&p);
+        uint64_t at = base + off, sum = 0;
+        switch (line[0]) {
+        case 'p':
+        case 'u':
+            puts("ANSWER ");
+            putdec(request(line[0] == 'p' ? 0 : 1, at, (uint16_t)count));
+            putc('\n');
+            break;
+        case 'w':
+        case 'r':
+            for (uint64_t o = 0; o < count * block; o += 4096) {
+                volatile uint64_t *w = (volatile uint64_t *)(at + o);
+                if (line[0] == 'w')
+                    *w = at + o;
+                else
+                    sum += *w;
+            }
+            puts(line[0] == 'w' ? "WROTE\n" : "READ ");
+            if (line[0] == 'r') {
+                puthex(sum);
+                putc('\n');
+            }
+            break;
+        case 'o':
+            poweroff();
+            break;
+        case 0:
+            break;
+        default:
+            puts("HOSTILE-BAD-COMMAND\n");
+        }
+    }
+}
+
 void hostile_main(const uint8_t *boot_params)
 {
     const char *cmdline = (const char *)(uintptr_t)*(const uint32_t *)(boot_params + 0x228);
-    if (cmdline[0] != 'X' || cmdline[1] < '0' || cmdline[1] > '3')
-        fail("usage: X<slot 0-3><r|w>");
+    int interactive_mode = cmdline[0] == 'I';
+    if (!interactive_mode && (cmdline[0] != 'X' || cmdline[1] < '0' || cmdline[1] > '3'))
+        fail("usage: X<slot 0-3><r|w> or I");
     unsigned k = (unsigned)(cmdline[1] - '0');
     int write = cmdline[2] == 'w';
     map_high();
@@ -205,6 +288,10 @@ void hostile_main(const uint8_t *boot_params)
     puts(" block ");
     puthex(block);
     putc('\n');
+    if (interactive_mode) {
+        puts("HOSTILE-INTERACTIVE\n");
+        interactive(base, block);
+    }
     for (unsigned s = 0; s < k; s++) {
         uint64_t at = base + s * SLOT + SLOT / 2;
         plug(at, block, 1);

@@ -154,7 +154,7 @@ TEST(reset_vector_stub_writes_the_acpi_reset_register)
     struct guest_mem gm;
     struct mem_range r = {0, 2 << 20};
     guest_mem_init(&gm, -1);
-    CHECK_EQ(guest_mem_add_ram(&gm, &r, 1), 0);
+    CHECK_EQ(guest_mem_add_ram(&gm, &r, 1, 0), 0);
     CHECK_EQ(x86_write_boot_tables(&gm), 0);
     const uint8_t *v = guest_mem_ptr(&gm, X86_RESET_VECTOR_ADDR, 16);
     /* mov al, 1; mov dx, 0x602; out dx, al: what the FADT's RESET_REG says. */

@@ -100,6 +100,48 @@ TEST(every_bad_value_names_its_option)
     EXPECT_ERROR("unexpected argument 'extra'", "--kernel", k, "extra");
 }
 
+TEST(huge_pages)
+{
+    struct vm_config cfg;
+    char err[512];
+    CHECK_EQ(parse(&cfg, err, sizeof(err), "--kernel", existing_file(), "--mem", "2G,hugepages=1G",
+                   "--virtio-mem", "a:4G,hugepages=2M", "--virtio-mem", "b:4G,hugepages=1G",
+                   "--virtio-mem", "c:4G,block=1G,hugepages=2M", "--virtio-mem", "d:4G", NULL),
+             CLI_RUN);
+    CHECK_EQ(cfg.mem_size, 2ULL << 30);
+    CHECK_EQ(cfg.mem_page_size, 1ULL << 30);
+    CHECK_EQ(cfg.virtio_mem[0].page_size, 2ULL << 20);
+    CHECK_EQ(cfg.virtio_mem[0].block_size, 2ULL << 20);
+    CHECK_EQ(cfg.virtio_mem[1].page_size, 1ULL << 30);
+    CHECK_EQ(cfg.virtio_mem[1].block_size, 1ULL << 30);   /* raised to hold whole pages */
+    CHECK_EQ(cfg.virtio_mem[2].block_size, 1ULL << 30);
+    CHECK_EQ(cfg.virtio_mem[3].page_size, 0);              /* base pages unless asked */
+    CHECK_EQ(parse(&cfg, err, sizeof(err), "--kernel", existing_file(), "--mem", "64M", NULL),
+             CLI_RUN);
+    CHECK_EQ(cfg.mem_page_size, 0);
+
+    const char *k = existing_file();
+    EXPECT_ERROR("--mem 1536M: must be a multiple of the huge page size 1G", "--kernel", k, "--mem",
+                 "1536M,hugepages=1G");
+    EXPECT_ERROR("--mem 33M: must be a multiple of the huge page size 2M", "--kernel", k, "--mem",
+                 "33M,hugepages=2M");
+    EXPECT_ERROR("--mem hugepages=3M: a huge page size is a power of two", "--kernel", k,
+                 "--mem", "1G,hugepages=3M");
+    EXPECT_ERROR("--mem hugepages=4K: a huge page size is a power of two from 64K", "--kernel", k,
+                 "--mem", "1G,hugepages=4K");
+    EXPECT_ERROR("--mem hugepages=: ", "--kernel", k, "--mem", "1G,hugepages=");
+    EXPECT_ERROR("--mem '1G,huge=2M': expected SIZE[,hugepages=SIZE]", "--kernel", k, "--mem",
+                 "1G,huge=2M");
+    EXPECT_ERROR("--virtio-mem m: block=2M: smaller than the huge page size 1G", "--kernel", k,
+                 "--virtio-mem", "m:4G,block=2M,hugepages=1G");
+    EXPECT_ERROR("--virtio-mem m: hugepages=1T: a huge page size is a power of two", "--kernel",
+                 k, "--virtio-mem", "m:4G,hugepages=1T");
+    EXPECT_ERROR("--virtio-mem m: hugepages=two: ", "--kernel", k, "--virtio-mem",
+                 "m:4G,hugepages=two");
+    EXPECT_ERROR("--virtio-mem m: size 3G: must be a non-zero multiple of 2G", "--kernel", k,
+                 "--virtio-mem", "m:3G,block=2G,hugepages=1G");
+}
+
 TEST(overlong_cmdline)
 {
     static char longline[CONFIG_MAX_CMDLINE + 10];

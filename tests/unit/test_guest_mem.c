@@ -7,7 +7,7 @@ static void two_region_mem(struct guest_mem *gm)
 {
     struct mem_range r[2] = {{0, 1 << 20}, {1ULL << 32, 2 << 20}};
     guest_mem_init(gm, -1);
-    CHECK_EQ(guest_mem_add_ram(gm, r, 2), 0);
+    CHECK_EQ(guest_mem_add_ram(gm, r, 2, 0), 0);
 }
 
 TEST(translation_inside_regions)
@@ -67,11 +67,11 @@ TEST(rejects_bad_ranges)
     struct guest_mem gm;
     guest_mem_init(&gm, -1);
     struct mem_range unaligned = {0x10, 1 << 20};
-    CHECK_EQ(guest_mem_add_ram(&gm, &unaligned, 1), -EINVAL);
+    CHECK_EQ(guest_mem_add_ram(&gm, &unaligned, 1, 0), -EINVAL);
     struct mem_range empty = {0, 0};
-    CHECK_EQ(guest_mem_add_ram(&gm, &empty, 1), -EINVAL);
+    CHECK_EQ(guest_mem_add_ram(&gm, &empty, 1, 0), -EINVAL);
     struct mem_range wrap = {UINT64_MAX - 0xfff, 0x2000};
-    CHECK_EQ(guest_mem_add_ram(&gm, &wrap, 1), -EINVAL);
-    CHECK_EQ(guest_mem_add_ram(&gm, NULL, 0), -EINVAL);
+    CHECK_EQ(guest_mem_add_ram(&gm, &wrap, 1, 0), -EINVAL);
+    CHECK_EQ(guest_mem_add_ram(&gm, NULL, 0, 0), -EINVAL);
     guest_mem_destroy(&gm);
 }

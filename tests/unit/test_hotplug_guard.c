@@ -77,7 +77,7 @@ static bool start_guard(struct hotplug_guard *g, struct hotplug_mem *hm, struct 
  * guard. False (and nothing left to free) when either cannot be had. */
 static bool guarded_region(struct hotplug_mem *hm, struct hotplug_guard *g, struct seen *s)
 {
-    CHECK_EQ(hotplug_mem_init(hm, -1, "g", GPA, REGION, SLOT, BLOCK, 0, false), 0);
+    CHECK_EQ(hotplug_mem_init(hm, -1, "g", GPA, REGION, SLOT, BLOCK, 0, 0, false), 0);
     if (start_guard(g, hm, s))
         return true;
     hotplug_mem_destroy(hm);
@@ -162,7 +162,7 @@ TEST(removing_a_slot_discards_all_of_it)
     /* Without a guard (nothing stops the stray write), what reached the slot
      * outside the unplugged block still goes when the slot empties. */
     struct hotplug_mem hm;
-    CHECK_EQ(hotplug_mem_init(&hm, -1, "g", GPA, REGION, SLOT, BLOCK, 0, false), 0);
+    CHECK_EQ(hotplug_mem_init(&hm, -1, "g", GPA, REGION, SLOT, BLOCK, 0, 0, false), 0);
     CHECK_EQ(hotplug_mem_plug(&hm, SLOT, BLOCK), 0);
     hm.hva[SLOT + 20 * BLOCK] = 1;                      /* an unplugged block's page */
     hm.hva[SLOT] = 1;

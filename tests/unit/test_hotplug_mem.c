@@ -13,16 +13,16 @@
 TEST(init_rejects_bad_geometry)
 {
     struct hotplug_mem hm;
-    CHECK_EQ(hotplug_mem_init(&hm, -1, "t", GPA, 64 * MiB, 3 * MiB, 4096, 0, false), -EINVAL);
-    CHECK_EQ(hotplug_mem_init(&hm, -1, "t", GPA, 64 * MiB, 2048, 4096, 0, false), -EINVAL);
-    CHECK_EQ(hotplug_mem_init(&hm, -1, "t", GPA, 0, 16 * MiB, 4096, 0, false), -EINVAL);
-    CHECK_EQ(hotplug_mem_init(&hm, -1, "t", GPA, 40 * MiB, 16 * MiB, 4096, 0, false), -EINVAL);
-    CHECK_EQ(hotplug_mem_init(&hm, -1, "t", GPA + MiB, 64 * MiB, 16 * MiB, 4096, 0, false), -EINVAL);
-    CHECK_EQ(hotplug_mem_init(&hm, -1, "t", 0xffffffffff000000ULL, 32 * MiB, 16 * MiB, 4096, 0, false),
+    CHECK_EQ(hotplug_mem_init(&hm, -1, "t", GPA, 64 * MiB, 3 * MiB, 4096, 0, 0, false), -EINVAL);
+    CHECK_EQ(hotplug_mem_init(&hm, -1, "t", GPA, 64 * MiB, 2048, 4096, 0, 0, false), -EINVAL);
+    CHECK_EQ(hotplug_mem_init(&hm, -1, "t", GPA, 0, 16 * MiB, 4096, 0, 0, false), -EINVAL);
+    CHECK_EQ(hotplug_mem_init(&hm, -1, "t", GPA, 40 * MiB, 16 * MiB, 4096, 0, 0, false), -EINVAL);
+    CHECK_EQ(hotplug_mem_init(&hm, -1, "t", GPA + MiB, 64 * MiB, 16 * MiB, 4096, 0, 0, false), -EINVAL);
+    CHECK_EQ(hotplug_mem_init(&hm, -1, "t", 0xffffffffff000000ULL, 32 * MiB, 16 * MiB, 4096, 0, 0, false),
              -EINVAL);
-    CHECK_EQ(hotplug_mem_init(&hm, -1, "t", GPA, 64 * MiB, 16 * MiB, 4096, 0xfffe, false), -EINVAL);
+    CHECK_EQ(hotplug_mem_init(&hm, -1, "t", GPA, 64 * MiB, 16 * MiB, 4096, 0xfffe, 0, false), -EINVAL);
     hotplug_mem_destroy(&hm);   /* safe after a failed init */
-    CHECK_EQ(hotplug_mem_init(&hm, -1, "t", GPA, 64 * MiB, 16 * MiB, 4096, 0xfffc, false), 0);
+    CHECK_EQ(hotplug_mem_init(&hm, -1, "t", GPA, 64 * MiB, 16 * MiB, 4096, 0xfffc, 0, false), 0);
     CHECK_EQ(hm.n_slots, 4);
     /* Sealed: nobody can shrink the file under the mapping. */
     CHECK(fcntl(hm.memfd, F_GET_SEALS) & F_SEAL_SHRINK);
@@ -34,7 +34,7 @@ TEST(init_rejects_bad_geometry)
 TEST(range_checks)
 {
     struct hotplug_mem hm;
-    CHECK_EQ(hotplug_mem_init(&hm, -1, "t", GPA, 64 * MiB, 16 * MiB, 4096, 0, false), 0);
+    CHECK_EQ(hotplug_mem_init(&hm, -1, "t", GPA, 64 * MiB, 16 * MiB, 4096, 0, 0, false), 0);
     CHECK_EQ(hotplug_mem_plug(&hm, 0, 0), -EINVAL);
     CHECK_EQ(hotplug_mem_plug(&hm, 100, 4096), -EINVAL);
     CHECK_EQ(hotplug_mem_plug(&hm, 0, 4097), -EINVAL);
@@ -49,7 +49,7 @@ TEST(range_checks)
 TEST(bookkeeping_refuses_double_plug_and_over_unplug)
 {
     struct hotplug_mem hm;
-    CHECK_EQ(hotplug_mem_init(&hm, -1, "t", GPA, 64 * MiB, 16 * MiB, 4096, 0, false), 0);
+    CHECK_EQ(hotplug_mem_init(&hm, -1, "t", GPA, 64 * MiB, 16 * MiB, 4096, 0, 0, false), 0);
     CHECK_EQ(hotplug_mem_plug(&hm, 0, 16 * MiB), 0);
     CHECK_EQ(hotplug_mem_plug(&hm, 0, 4096), -EINVAL);          /* slot already full */
     CHECK_EQ(hotplug_mem_unplug(&hm, 16 * MiB, 4096), -EINVAL); /* slot 1 holds nothing */

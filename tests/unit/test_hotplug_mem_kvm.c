@@ -107,7 +107,7 @@ TEST(memslots_follow_plugged_bytes)
     if (!kvm_open(&k))
         return;
     struct hotplug_mem hm;
-    CHECK_EQ(hotplug_mem_init(&hm, k.vm_fd, "virtio-mem kvm", GPA, 4 * SLOT, SLOT, 4096, FIRST_SLOT,
+    CHECK_EQ(hotplug_mem_init(&hm, k.vm_fd, "virtio-mem kvm", GPA, 4 * SLOT, SLOT, 4096, FIRST_SLOT, 0,
                               false), 0);
     check_slots(&k, "0000", __LINE__);
     CHECK_EQ(hotplug_mem_plug(&hm, 0, 2 * MiB), 0);
@@ -138,7 +138,7 @@ TEST(failed_memslot_undoes_the_plug)
     if (!kvm_open(&k))
         return;
     struct hotplug_mem hm;
-    CHECK_EQ(hotplug_mem_init(&hm, k.vm_fd, "virtio-mem kvm", GPA, 4 * SLOT, SLOT, 4096, FIRST_SLOT,
+    CHECK_EQ(hotplug_mem_init(&hm, k.vm_fd, "virtio-mem kvm", GPA, 4 * SLOT, SLOT, 4096, FIRST_SLOT, 0,
                               false), 0);
     /* Someone else's memslot inside slot 2: registering slot 2 must fail. */
     CHECK_EQ(set_region(&k, BLOCKER_SLOT, GPA + 2 * SLOT + 64 * MiB, 4096), 0);
@@ -181,7 +181,7 @@ TEST(host_memory_rises_on_touch_and_falls_on_unplug)
     if (!kvm_open(&k))
         return;
     struct hotplug_mem hm;
-    CHECK_EQ(hotplug_mem_init(&hm, k.vm_fd, "virtio-mem kvm", GPA, 4 * SLOT, SLOT, 4096, FIRST_SLOT,
+    CHECK_EQ(hotplug_mem_init(&hm, k.vm_fd, "virtio-mem kvm", GPA, 4 * SLOT, SLOT, 4096, FIRST_SLOT, 0,
                               false), 0);
     long shmem0 = rss_shmem_kib();
     CHECK_EQ(hotplug_mem_plug(&hm, SLOT, 64 * MiB), 0);
@@ -216,7 +216,7 @@ TEST(prealloc_populates_on_plug)
     if (!kvm_open(&k))
         return;
     struct hotplug_mem hm;
-    CHECK_EQ(hotplug_mem_init(&hm, k.vm_fd, "virtio-mem kvm", GPA, 4 * SLOT, SLOT, 4096, FIRST_SLOT,
+    CHECK_EQ(hotplug_mem_init(&hm, k.vm_fd, "virtio-mem kvm", GPA, 4 * SLOT, SLOT, 4096, FIRST_SLOT, 0,
                               true), 0);
     CHECK_EQ(hotplug_mem_plug(&hm, 2 * SLOT + 32 * MiB, 64 * MiB), 0);
     uint64_t after_plug = hotplug_mem_resident(&hm);
@@ -242,10 +242,10 @@ TEST(init_checks_slot_ids_against_kvm)
     /* One slot too many for what this KVM offers. */
     if (nr > 4) {
         CHECK_EQ(hotplug_mem_init(&hm, k.vm_fd, "virtio-mem kvm", GPA, 4 * SLOT, SLOT, 4096,
-                                  (uint32_t)nr - 3, false), -EINVAL);
+                                  (uint32_t)nr - 3, 0, false), -EINVAL);
         hotplug_mem_destroy(&hm);
         CHECK_EQ(hotplug_mem_init(&hm, k.vm_fd, "virtio-mem kvm", GPA, 4 * SLOT, SLOT, 4096,
-                                  (uint32_t)nr - 4, false), 0);
+                                  (uint32_t)nr - 4, 0, false), 0);
         hotplug_mem_destroy(&hm);
     }
     printf("  KVM_CAP_NR_MEMSLOTS: %d\n", nr);

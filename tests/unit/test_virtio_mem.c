@@ -24,7 +24,7 @@ struct fixture {
 
 static void setup_hotplug(struct fixture *f, uint64_t requested)
 {
-    CHECK_EQ(hotplug_mem_init(&f->hm, -1, "virtio-mem test", BASE, REGION, SLOT, 4096, 100, false),
+    CHECK_EQ(hotplug_mem_init(&f->hm, -1, "virtio-mem test", BASE, REGION, SLOT, 4096, 100, 0, false),
              0);
     struct virtio_mem_params p = {.id = "test", .addr = BASE, .region_size = REGION,
                                   .block_size = BS, .requested_size = requested};
@@ -298,7 +298,7 @@ TEST(max_u16_block_count)
     struct hotplug_mem hm;
     struct virtio_mem m;
     uint64_t bs = 4096, region = 65536 * bs;
-    CHECK_EQ(hotplug_mem_init(&hm, -1, "virtio-mem u16", BASE, region, SLOT, 4096, 0, false), 0);
+    CHECK_EQ(hotplug_mem_init(&hm, -1, "virtio-mem u16", BASE, region, SLOT, 4096, 0, 0, false), 0);
     struct virtio_mem_params p = {.id = "u16", .addr = BASE, .region_size = region,
                                   .block_size = bs, .requested_size = region};
     char err[256];

@@ -57,8 +57,8 @@ static bool setup(struct fx *f)
     memset(f, 0, sizeof(*f));
     struct mem_range r = {0, RAM_SIZE};
     guest_mem_init(&f->gm, -1);
-    CHECK_EQ(guest_mem_add_ram(&f->gm, &r, 1), 0);
-    CHECK_EQ(hotplug_mem_init(&f->hm, -1, "e2e", REGION_GPA, REGION_SIZE, 128ULL << 20, 4096, 16,
+    CHECK_EQ(guest_mem_add_ram(&f->gm, &r, 1, 0), 0);
+    CHECK_EQ(hotplug_mem_init(&f->hm, -1, "e2e", REGION_GPA, REGION_SIZE, 128ULL << 20, 4096, 16, 0,
                               false), 0);
     struct virtio_mem_params p = {
         .id = "e2e", .addr = REGION_GPA, .region_size = REGION_SIZE, .block_size = BLOCK,

@@ -132,7 +132,7 @@ static void fx_setup_ops(struct fx *f, const struct virtio_device_ops *ops, cons
     struct mem_range r = {0, RAM_SIZE};
     memset(f, 0, sizeof(*f));
     guest_mem_init(&f->gm, -1);
-    CHECK_EQ(guest_mem_add_ram(&f->gm, &r, 1), 0);
+    CHECK_EQ(guest_mem_add_ram(&f->gm, &r, 1, 0), 0);
     f->dev.mem = &f->gm;
     const uint64_t a = 0x1122334455667788ULL;
     const uint32_t b = 0xaabbccdd;

@@ -28,7 +28,7 @@ static void fx_setup_size(struct fx *f, uint16_t size)
     struct mem_range r = {0, RAM_SIZE};
     memset(f, 0, sizeof(*f));
     guest_mem_init(&f->gm, -1);
-    CHECK_EQ(guest_mem_add_ram(&f->gm, &r, 1), 0);
+    CHECK_EQ(guest_mem_add_ram(&f->gm, &r, 1, 0), 0);
     virtq_init(&f->q, 256);
     f->q.size = size;
     f->q.desc_gpa = DESC_GPA;
@@ -303,7 +303,7 @@ TEST(part_over_4gib_rejected)
     struct guest_mem gm;
     struct mem_range r = {0, 2ULL << 30};
     guest_mem_init(&gm, -1);
-    CHECK_EQ(guest_mem_add_ram(&gm, &r, 1), 0);
+    CHECK_EQ(guest_mem_add_ram(&gm, &r, 1, 0), 0);
     struct virtq q;
     virtq_init(&q, 16);
     q.desc_gpa = DESC_GPA;
@@ -335,7 +335,7 @@ static int enable_with(uint16_t size, uint64_t desc, uint64_t avail, uint64_t us
     struct guest_mem gm;
     struct mem_range r = {0, RAM_SIZE};
     guest_mem_init(&gm, -1);
-    CHECK_EQ(guest_mem_add_ram(&gm, &r, 1), 0);
+    CHECK_EQ(guest_mem_add_ram(&gm, &r, 1, 0), 0);
     struct virtq q;
     virtq_init(&q, 256);
     q.size = size;
