@@ -56,7 +56,8 @@ static const char usage_text[] =
     "\n"
     "On an interactive terminal the console is raw; press Ctrl-A x to quit.\n"
     "Exit status: 0 when the guest powers off or reboots, 1 on a VMM failure,\n"
-    "2 for invalid options or unusable kernel/initrd files.\n";
+    "2 for invalid options or unusable kernel/initrd files, 3 when a vCPU\n"
+    "thread would not stop.\n";
 
 __attribute__((format(printf, 3, 4)))
 static enum cli_result fail(char *err, size_t err_len, const char *fmt, ...)

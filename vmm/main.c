@@ -46,6 +46,20 @@ static const char *stop_reason_word(enum vm_stop_reason reason)
     return "unknown";
 }
 
+/* A vCPU thread could not be joined: nothing it can reach may be freed, so
+ * the VM is left as it is and the process ends at once (the kernel reclaims
+ * everything). The console is restored already; the API socket goes. */
+static _Noreturn void exit_leaving_vm(struct vm *vm, struct api_server *api)
+{
+    log_error("a vCPU did not stop: exiting without freeing the VM (status %d)",
+              VM_EXIT_VCPU_STUCK);
+    event_publish(&vm->events, "shutdown", "\"reason\":\"vcpu_stuck\",\"status\":%d",
+                  VM_EXIT_VCPU_STUCK);
+    event_bus_close(&vm->events);
+    api_server_stop(api);
+    _exit(VM_EXIT_VCPU_STUCK);
+}
+
 int main(int argc, char **argv)
 {
     struct vm_config cfg;
@@ -102,12 +116,15 @@ int main(int argc, char **argv)
         vm_start(&vm);
         status = vm_wait(&vm);
         console_stop(&console);
+        if (status == VM_EXIT_VCPU_STUCK)
+            exit_leaving_vm(&vm, api);
 
-        enum vm_stop_reason reason = vm_stop_reason(&vm);
-        if (reason == VM_STOP_REBOOT && !cfg.exit_on_reboot) {
-            log_info("%s: resetting the VM", vm.stop_detail);
+        char why[sizeof(vm.stop_detail)];
+        if (vm_stop_reason(&vm) == VM_STOP_REBOOT && !cfg.exit_on_reboot &&
+            vm_take_reboot(&vm, why, sizeof(why))) {
+            log_info("%s: resetting the VM", why);
             char detail[sizeof(vm.stop_detail) * 2];
-            event_json_escape(vm.stop_detail, detail, sizeof(detail));
+            event_json_escape(why, detail, sizeof(detail));
             event_publish(&vm.events, "reboot", "\"reason\":\"%s\"", detail);
             if (vm_reset(&vm) == 0)
                 continue;
@@ -115,10 +132,15 @@ int main(int argc, char **argv)
             event_publish(&vm.events, "shutdown", "\"reason\":\"error\",\"status\":%d", status);
             break;
         }
+        /* A stop that ends the VMM may have overridden the reboot since
+         * vm_wait returned: its status is the one to report. */
+        char detail[sizeof(vm.stop_detail)];
+        enum vm_stop_reason reason = vm_stop_info(&vm, detail, sizeof(detail));
+        status = reason == VM_STOP_ERROR ? 1 : 0;
         if (reason == VM_STOP_ERROR)
-            log_error("%s", vm.stop_detail);
+            log_error("%s", detail);
         else
-            log_info("%s", vm.stop_detail);
+            log_info("%s", detail);
         /* Event readers get the last word, then their streams end. */
         event_publish(&vm.events, "shutdown", "\"reason\":\"%s\",\"status\":%d",
                       stop_reason_word(reason), status);

@@ -109,7 +109,8 @@ int vcpu_run_loop(struct vcpu *vcpu)
                             strerror(err));
             return -1;
         }
-        __atomic_add_fetch(&vcpu->exits, 1, __ATOMIC_RELAXED);   /* read by /metrics */
+        /* Only this thread writes it; /metrics reads it: no locked add. */
+        __atomic_store_n(&vcpu->exits, vcpu->exits + 1, __ATOMIC_RELAXED);
         switch (run->exit_reason) {
         case KVM_EXIT_IO:
             handle_pio(vcpu);

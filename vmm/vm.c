@@ -18,6 +18,7 @@
 #include "vmm/arch.h"
 #include "vmm/log.h"
 #include "vmm/seccomp.h"
+#include "vmm/test_hooks.h"
 #include "vmm/vm_devices.h"
 
 /* vCPU threads are kicked out of KVM_RUN with this signal; its handler does
@@ -227,23 +228,17 @@ int vm_reset(struct vm *vm)
      * interrupt controller, LAPIC, MSR (kvm-clock pointers into the old
      * kernel's memory) or memslot state behind; every virtio-mem block is
      * unplugged because its memory goes away with the old memfd. What the
-     * operator asked for survives: requested_size of each device. */
+     * operator asked for survives: requested_size of each device, read under
+     * the write lock so that no resize the API answered is lost. */
+    test_hook_before_reset_lock();
+    pthread_rwlock_wrlock(&vm->control_lock);
     for (unsigned i = 0; i < vm->n_virtio_mem && i < CONFIG_MAX_VIRTIO_MEM; i++) {
         struct virtio_mem_config c;
         virtio_mem_get_config(&vm->virtio_mem[i].dev, &c);
         vm->requested_after_reset[i] = c.requested_size;
         vm->requested_after_reset_valid = true;
     }
-    pthread_rwlock_wrlock(&vm->control_lock);
     vm_teardown(vm);
-
-    pthread_mutex_lock(&vm->stop_lock);
-    vm->stop_reason = VM_RUNNING;
-    vm->stop_detail[0] = '\0';
-    uint64_t drained;
-    while (read(vm->stop_eventfd, &drained, sizeof(drained)) == (ssize_t)sizeof(drained))
-        ;
-    pthread_mutex_unlock(&vm->stop_lock);
 
     __atomic_add_fetch(&vm->reboots, 1, __ATOMIC_RELAXED);
     bool usage_error;
@@ -276,6 +271,7 @@ static void *vcpu_thread(void *arg)
     }
 
     vcpu_run_loop(vcpu);
+    test_hook_vcpu_returning(vcpu->index);
     return NULL;
 }
 
@@ -308,17 +304,19 @@ int vm_start(struct vm *vm)
 void vm_request_stop(struct vm *vm, enum vm_stop_reason reason, const char *fmt, ...)
 {
     pthread_mutex_lock(&vm->stop_lock);
-    /* The first reason stands, except that a stop signal overrides a guest
+    /* The first reason stands, except that any stop that ends the VMM
+     * (poweroff, signal, Ctrl-A x, API shutdown, error) overrides a guest
      * reboot: a reboot only restarts the guest, so letting it win would lose
-     * the signal (and a guest that resets at once, every time, could never
-     * be stopped). */
+     * the stop (and a guest that resets at once, every time, could never be
+     * stopped). */
     enum vm_stop_reason was = vm->stop_reason;
-    if (was == VM_RUNNING || (was == VM_STOP_REBOOT && reason == VM_STOP_SIGNAL)) {
-        vm->stop_reason = reason;
+    if (was == VM_RUNNING || (was == VM_STOP_REBOOT && reason != VM_STOP_REBOOT)) {
         va_list ap;
         va_start(ap, fmt);
         vsnprintf(vm->stop_detail, sizeof(vm->stop_detail), fmt, ap);
         va_end(ap);
+        /* Read without the lock on every vCPU exit (vm_stopping). */
+        __atomic_store_n(&vm->stop_reason, reason, __ATOMIC_RELEASE);
         uint64_t one = 1;
         if (write(vm->stop_eventfd, &one, sizeof(one)) < 0)
             log_warn("signalling stop: %s", strerror(errno));
@@ -328,8 +326,14 @@ void vm_request_stop(struct vm *vm, enum vm_stop_reason reason, const char *fmt,
 
 enum vm_stop_reason vm_stop_reason(struct vm *vm)
 {
+    return __atomic_load_n(&vm->stop_reason, __ATOMIC_ACQUIRE);
+}
+
+enum vm_stop_reason vm_stop_info(struct vm *vm, char *detail, size_t len)
+{
     pthread_mutex_lock(&vm->stop_lock);
     enum vm_stop_reason r = vm->stop_reason;
+    snprintf(detail, len, "%s", vm->stop_detail);
     pthread_mutex_unlock(&vm->stop_lock);
     return r;
 }
@@ -337,6 +341,24 @@ enum vm_stop_reason vm_stop_reason(struct vm *vm)
 bool vm_stopping(struct vm *vm)
 {
     return vm_stop_reason(vm) != VM_RUNNING;
+}
+
+bool vm_take_reboot(struct vm *vm, char *detail, size_t len)
+{
+    pthread_mutex_lock(&vm->stop_lock);
+    bool take = vm->stop_reason == VM_STOP_REBOOT;
+    if (take) {
+        snprintf(detail, len, "%s", vm->stop_detail);
+        /* From here a new stop request (an API shutdown racing this reset)
+         * stays set, eventfd included, and ends the next vm_wait at once. */
+        __atomic_store_n(&vm->stop_reason, VM_RUNNING, __ATOMIC_RELEASE);
+        vm->stop_detail[0] = '\0';
+        uint64_t drained;
+        while (read(vm->stop_eventfd, &drained, sizeof(drained)) == (ssize_t)sizeof(drained))
+            ;
+    }
+    pthread_mutex_unlock(&vm->stop_lock);
+    return take;
 }
 
 static void kick_vcpus(struct vm *vm)
@@ -352,13 +374,18 @@ static void kick_vcpus(struct vm *vm)
     }
 }
 
-static void join_vcpus(struct vm *vm)
+/* Joins every vCPU thread, kicking them out of KVM_RUN. Returns false if
+ * one did not end within VCPU_JOIN_TIMEOUT_S: its kvm_run, fds and the VM
+ * state it reaches must then never be freed, so the caller ends the process
+ * instead of resetting or destroying the VM. */
+static bool join_vcpus(struct vm *vm)
 {
+    bool all = true;
     for (unsigned i = 0; i < vm->ncpus; i++) {
         struct vcpu *v = &vm->vcpus[i];
         if (!v->thread_started)
             continue;
-        for (int attempt = 0;; attempt++) {
+        for (int attempt = 1;; attempt++) {
             struct timespec deadline;
             clock_gettime(CLOCK_REALTIME, &deadline);
             deadline.tv_nsec += 100 * 1000 * 1000;
@@ -366,16 +393,22 @@ static void join_vcpus(struct vm *vm)
                 deadline.tv_sec++;
                 deadline.tv_nsec -= 1000000000L;
             }
-            if (pthread_timedjoin_np(v->thread, NULL, &deadline) == 0)
+            if (pthread_timedjoin_np(v->thread, NULL, &deadline) == 0) {
+                v->thread_started = false;
                 break;
-            if (attempt == 50) {
-                log_warn("vCPU %u did not stop within 5 s; exiting without it", i);
+            }
+            if (attempt % 10 == 0 && attempt < VCPU_JOIN_TIMEOUT_S * 10)
+                log_warn("vCPU %u has not stopped after %d s; waiting", i, attempt / 10);
+            if (attempt == VCPU_JOIN_TIMEOUT_S * 10) {
+                log_error("vCPU %u did not stop within %d s; its state cannot be freed while "
+                          "it may still run", i, VCPU_JOIN_TIMEOUT_S);
+                all = false;
                 break;
             }
             kick_vcpus(vm);
         }
-        v->thread_started = false;
     }
+    return all;
 }
 
 static const char *signal_name(int sig)
@@ -424,9 +457,11 @@ int vm_wait(struct vm *vm)
     if (sfd >= 0)
         take_stop_signal(vm, sfd);
     kick_vcpus(vm);
-    join_vcpus(vm);
+    bool joined = join_vcpus(vm);
     if (sfd >= 0)
         close(sfd);
+    if (!joined)
+        return VM_EXIT_VCPU_STUCK;
     return vm_stop_reason(vm) == VM_STOP_ERROR ? 1 : 0;
 }
 

@@ -98,26 +98,42 @@ struct vm {
  * when the user's input (kernel/initrd file) is at fault. */
 int vm_create(struct vm *vm, const struct vm_config *cfg, bool *usage_error);
 
-/* After vm_wait ended with VM_STOP_REBOOT: a system reset. Tears the VM down
- * and builds it afresh (new KVM VM, boot RAM, devices, kernel and initrd
- * loaded again, vCPUs at their reset state); every virtio-mem block ends up
- * unplugged and its memory returned, requested sizes are kept. Then
- * vm_start again. Returns 0 or a negative errno (logged). */
+/* After vm_wait ended with VM_STOP_REBOOT: takes the reboot (its detail
+ * copied out), making the VM running again, unless a stop that ends the VMM
+ * came in meanwhile (then false: that stop is the answer). */
+bool vm_take_reboot(struct vm *vm, char *detail, size_t len);
+
+/* After vm_take_reboot: a system reset. Tears the VM down and builds it
+ * afresh (new KVM VM, boot RAM, devices, kernel and initrd loaded again,
+ * vCPUs at their reset state); every virtio-mem block ends up unplugged and
+ * its memory returned, requested sizes are kept. Then vm_start again.
+ * Returns 0 or a negative errno (logged). */
 int vm_reset(struct vm *vm);
 
 /* Starts every vCPU thread. */
 int vm_start(struct vm *vm);
 
-/* Asks every thread to stop; the first reason wins, except that a stop
- * signal overrides a guest reboot. Safe from any thread. */
+/* Asks every thread to stop; the first reason wins, except that every stop
+ * that ends the VMM overrides a guest reboot. Safe from any thread. */
 __attribute__((format(printf, 3, 4)))
 void vm_request_stop(struct vm *vm, enum vm_stop_reason reason, const char *fmt, ...);
 
+/* Lock-free: read on every vCPU exit. */
 enum vm_stop_reason vm_stop_reason(struct vm *vm);
 bool vm_stopping(struct vm *vm);
 
+/* The reason and its one-line detail, read together. */
+enum vm_stop_reason vm_stop_info(struct vm *vm, char *detail, size_t len);
+
+/* How long vm_wait waits for a vCPU thread to end after kicking it. */
+#define VCPU_JOIN_TIMEOUT_S 5
+/* Exit status when a vCPU thread could not be joined: the VM's state is
+ * never freed under it; the process ends instead (main.c). */
+#define VM_EXIT_VCPU_STUCK 3
+
 /* Blocks until a stop is requested (by the guest, a signal or an error),
- * then joins the vCPUs. Returns the exit status for the process. */
+ * then joins the vCPUs. Returns the exit status for the process:
+ * 0, 1 (VM_STOP_ERROR) or VM_EXIT_VCPU_STUCK. */
 int vm_wait(struct vm *vm);
 
 void vm_destroy(struct vm *vm);
@@ -130,7 +146,9 @@ static inline int64_t vm_clock_ns(void)
     return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
-/* Dispatches one vCPU exit; exposed for the vCPU loop. */
+/* Runs the vCPU until the VM stops (vmm/vcpu.c); the body of each vCPU
+ * thread. Returns 0, or -1 when KVM_RUN itself failed (the VM is stopping
+ * with the reason). */
 int vcpu_run_loop(struct vcpu *vcpu);
 
 #endif

@@ -5,10 +5,14 @@ import os
 import pty
 import signal
 import subprocess
+import sys
 import termios
 import time
 
 import pytest
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "api"))
+from apiclient import request  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("local_kvm")
 
@@ -49,21 +53,36 @@ def test_reset_paths_end_with_status_0(minivmm, tiny_kernel, cmdline, reason):
     assert r.stderr.decode().strip().splitlines()[-1] == "minivmm: " + reason
 
 
+STOPS = {
+    "signal": "stopped by SIGTERM",
+    "api": "stopped through the API",
+    "console": "stopped from the console (Ctrl-A x)",
+}
+
+
+@pytest.mark.parametrize("how", sorted(STOPS))
 @pytest.mark.parametrize("cmdline,reason", [
     ("reboot", "guest requested a reboot (ACPI reset)"),
     ("triple", "guest reset (triple fault on vCPU 0)"),
 ])
-def test_reboot_restarts_the_guest_by_default(minivmm, tiny_kernel, cmdline, reason):
+def test_reboot_restarts_the_guest_by_default(minivmm, tiny_kernel, tmp_path, cmdline, reason, how):
     """A reboot is a system reset: the kernel is loaded again and the guest
     starts over (this one reboots at once, every time), until stopped.
-    SIGTERM lands at a random point of that reset loop, often together with
-    a reboot request or before the main thread polled at all: it must end
-    the VMM every time (it once was lost to the reboot and the loop ran on).
-    Several runs make that race likely to be hit."""
+    The stop (SIGTERM, PUT /vm/actions shutdown answered 202, or Ctrl-A x on
+    the console) lands at a random point of that reset loop, often together
+    with a reboot request or before the main thread polled at all: it must
+    end the VMM every time (each was once lost to the reboot and the loop
+    ran on). Several runs make that race likely to be hit."""
+    sock = str(tmp_path / "api.sock")
     for attempt in range(5):
+        master = slave = None
+        stdin = subprocess.DEVNULL
+        if how == "console":
+            master, slave = pty.openpty()       # the escape is read on a terminal
+            stdin = slave
         p = subprocess.Popen([minivmm, "--kernel", tiny_kernel, "--cmdline", cmdline, "--cpus", "2",
-                              "--virtio-mem", "m:1G,requested=128M"],
-                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                              "--virtio-mem", "m:1G,requested=128M", "--api-sock", sock],
+                             stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         # Stop after the third boot: a few resets prove the point.
         seen = b""
         deadline = time.monotonic() + 20
@@ -72,19 +91,29 @@ def test_reboot_restarts_the_guest_by_default(minivmm, tiny_kernel, cmdline, rea
             if not chunk:
                 break
             seen += chunk
-        p.send_signal(signal.SIGTERM)
+        if how == "signal":
+            p.send_signal(signal.SIGTERM)
+        elif how == "api":
+            r = request(sock, "PUT", "/vm/actions", body={"action": "shutdown"})
+            assert r.status == 202, r.body
+        else:
+            os.write(master, b"\x01x")
         try:
             out, err = p.communicate(timeout=30)
         except subprocess.TimeoutExpired:
             p.kill()
             p.communicate()
-            pytest.fail(f"run {attempt}: SIGTERM did not stop a rebooting VM within 30 s")
+            pytest.fail(f"run {attempt}: {how} did not stop a rebooting VM within 30 s")
+        finally:
+            for fd in (master, slave):
+                if fd is not None:
+                    os.close(fd)
         out, err = (seen + out).decode(), err.decode()
         assert p.returncode == 0, err
         boots = out.count("TINY-GUEST zero-page")
         assert boots >= 3, (boots, out[-500:], err[-500:])
         assert err.count(f"minivmm: {reason}: resetting the VM") >= boots - 1, err[-1000:]
-        assert err.strip().splitlines()[-1] == "minivmm: stopped by SIGTERM", err[-500:]
+        assert err.strip().splitlines()[-1] == f"minivmm: {STOPS[how]}", err[-500:]
 
 
 def test_pit_calibration_loop_ends(minivmm, tiny_kernel):

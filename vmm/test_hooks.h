@@ -1,0 +1,24 @@
+/* Fault injection for test builds (cmake -DMINIVMM_TEST_HOOKS=ON, the
+ * ASan build of tests/run-all): each hook is driven by an environment
+ * variable read when it runs, and compiles to nothing in other builds. */
+#ifndef MINIVMM_TEST_HOOKS_H
+#define MINIVMM_TEST_HOOKS_H
+
+#ifdef MINIVMM_TEST_HOOKS
+/* MINIVMM_TEST_STUCK_VCPU=N: vCPU N's thread, once its run loop ended,
+ * does not return for 60 s, as a vCPU stuck in the kernel would not. */
+void test_hook_vcpu_returning(unsigned index);
+/* MINIVMM_TEST_RESET_DELAY_MS=N: a guest reset waits N ms before taking
+ * the control lock, so API requests land in that window. */
+void test_hook_before_reset_lock(void);
+#else
+static inline void test_hook_vcpu_returning(unsigned index)
+{
+    (void)index;
+}
+static inline void test_hook_before_reset_lock(void)
+{
+}
+#endif
+
+#endif
