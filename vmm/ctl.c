@@ -17,7 +17,8 @@ static const char ctl_usage[] =
     "  resize ID SIZE [--wait S]   set a virtio-mem device's requested size (K/M/G/T);\n"
     "                              with --wait, until the guest has plugged it (exit 3\n"
     "                              if S seconds pass first)\n"
-    "  events                      follow the VM's events until it exits\n"
+    "  events [--since N]          follow the VM's events until it exits (with\n"
+    "                              --since, first those after event N; 0: all kept)\n"
     "  shutdown | reboot           stop the VM / reset it\n";
 
 struct buffer {
@@ -252,11 +253,23 @@ static size_t event_chunk(char *ptr, size_t size, size_t n, void *opaque)
     return got;
 }
 
-static int cmd_events(struct ctl *c)
+static int cmd_events(struct ctl *c, const char *since)
 {
     struct event_printer p = {.json = c->json};
+    char path[64] = "/events";
+    if (since) {
+        /* Checked here so that a typo is a usage error, not an HTTP 400. */
+        char *end;
+        errno = 0;
+        unsigned long long n = strtoull(since, &end, 10);
+        if (!*since || *end || since[0] == '-' || errno) {
+            fprintf(stderr, "minivmm ctl: --since '%s': not a whole number\n", since);
+            return 2;
+        }
+        snprintf(path, sizeof(path), "/events?since=%llu", n);
+    }
     long st;
-    int rc = request(c, "GET", "/events", NULL, &st, NULL, event_chunk, &p);
+    int rc = request(c, "GET", path, NULL, &st, NULL, event_chunk, &p);
     free(p.line.data);
     if (rc)
         return 1;
@@ -290,7 +303,7 @@ int ctl_main(int argc, char **argv)
 {
     struct ctl c = {0};
     const char *words[4] = {0};
-    const char *wait = NULL;
+    const char *wait = NULL, *since = NULL;
     int n_words = 0;
 
     for (int i = 1; i < argc; i++) {
@@ -300,19 +313,23 @@ int ctl_main(int argc, char **argv)
             return 0;
         } else if (!strcmp(a, "--json")) {
             c.json = true;
-        } else if (!strcmp(a, "--api-sock") || !strcmp(a, "--wait")) {
+        } else if (!strcmp(a, "--api-sock") || !strcmp(a, "--wait") || !strcmp(a, "--since")) {
             if (i + 1 >= argc) {
                 fprintf(stderr, "minivmm ctl: %s: missing value\n", a);
                 return 2;
             }
             if (!strcmp(a, "--wait"))
                 wait = argv[++i];
+            else if (!strcmp(a, "--since"))
+                since = argv[++i];
             else
                 c.sock = argv[++i];
         } else if (!strncmp(a, "--api-sock=", 11)) {
             c.sock = a + 11;
         } else if (!strncmp(a, "--wait=", 7)) {
             wait = a + 7;
+        } else if (!strncmp(a, "--since=", 8)) {
+            since = a + 8;
         } else if (a[0] == '-' && a[1] == '-') {
             fprintf(stderr, "minivmm ctl: unknown option '%s' (see minivmm ctl --help)\n", a);
             return 2;
@@ -348,6 +365,10 @@ int ctl_main(int argc, char **argv)
         fprintf(stderr, "minivmm ctl: --wait applies to resize only\n");
         return 2;
     }
+    if (since && strcmp(cmd, "events") != 0) {
+        fprintf(stderr, "minivmm ctl: --since applies to events only\n");
+        return 2;
+    }
 
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != 0 || !(c.curl = curl_easy_init())) {
         fprintf(stderr, "minivmm ctl: cannot initialise libcurl\n");
@@ -359,7 +380,7 @@ int ctl_main(int argc, char **argv)
     else if (!strcmp(cmd, "resize"))
         rc = cmd_resize(&c, words[1], words[2], wait);
     else if (!strcmp(cmd, "events"))
-        rc = cmd_events(&c);
+        rc = cmd_events(&c, since);
     else
         rc = cmd_action(&c, cmd);
     curl_easy_cleanup(c.curl);

@@ -62,27 +62,36 @@ def test_unreachable_socket_and_usage(minivmm, tmp_path):
     assert r.returncode == 2 and "--api-sock: required" in r.stderr
     r = subprocess.run([minivmm, "ctl", "--help"], capture_output=True, text=True, timeout=10)
     assert r.returncode == 0 and "usage: minivmm ctl" in r.stdout
+    for args, msg in [(["events", "--since", "x"], "--since 'x': not a whole number"),
+                      (["events", "--since", "-1"], "--since '-1': not a whole number"),
+                      (["status", "--since", "0"], "--since applies to events only")]:
+        r = subprocess.run([minivmm, "ctl", "--api-sock", "/nonexistent", *args],
+                           capture_output=True, text=True, timeout=10)
+        assert r.returncode == 2 and msg in r.stderr, (args, r.stderr)
 
 
 def test_events_follow_and_shutdown(minivmm, tiny_kernel, tmp_path):
     sock = str(tmp_path / "vm.sock")
     v = Vmm(minivmm, tiny_kernel, sock).start()
-    ev = subprocess.Popen([minivmm, "ctl", "--api-sock", sock, "events"],
+    # The resize comes before the follower connects; --since 0 replays it,
+    # and the follower printing it proves it is connected: nothing depends on
+    # when the stream starts.
+    rc, out, err = ctl(minivmm, sock, "resize", "x", "512M")
+    assert rc == 0, err
+    ev = subprocess.Popen([minivmm, "ctl", "--api-sock", sock, "events", "--since", "0"],
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        # The stream starts with events after it connected: retry the resize
-        # until the follower has seen one.
-        import time
-        time.sleep(0.5)
-        rc, out, err = ctl(minivmm, sock, "resize", "x", "512M")
-        assert rc == 0, err
+        replayed = []
+        for line in ev.stdout:
+            replayed.append(line)
+            if " virtio_mem_requested " in line:
+                break
+        assert 'id="x"' in replayed[-1] and "requested_size=536870912" in replayed[-1], replayed
         rc, out, err = ctl(minivmm, sock, "shutdown")
         assert rc == 0 and out.strip() == "shutdown requested", (out, err)
         out, err = ev.communicate(timeout=20)
         assert ev.returncode == 0, err
-        lines = out.strip().splitlines()
-        assert any(" virtio_mem_requested " in ln and 'id="x"' in ln and
-                   "requested_size=536870912" in ln for ln in lines), lines
+        lines = (''.join(replayed) + out).strip().splitlines()
         assert " shutdown " in lines[-1] and 'reason="api"' in lines[-1], lines
         assert v.wait_exit() == 0
         v.check_sanitizers()

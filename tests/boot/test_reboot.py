@@ -2,6 +2,7 @@
 VM is rebuilt, every virtio-mem block is unplugged and its host memory
 returned, the kernel boots again and plugs requested_size again."""
 import shlex
+import time
 
 from test_boot_linux import BOOT_TIMEOUT, PROMPT, READY, minivmm_cmd
 from test_virtio_mem import online_bytes_sh, run
@@ -38,16 +39,25 @@ def test_reboot_unplugs_and_replugs(host, minivmm):
 
     s.sendline("reboot -f")
     s.expect(r"minivmm: guest requested a reboot \([^)]*\): resetting the VM", timeout=60)
+    reset_at = time.monotonic()
     s.expect(READY, timeout=BOOT_TIMEOUT)
     s.expect(PROMPT, timeout=60)
     after = rss_shmem_kb(host, pid)
     # The old region's memfd (and the old boot RAM) went away with the reset.
     assert before - after >= 150 * 1024, (before, after)
 
-    # The new boot plugs requested_size again, and it works.
+    # The new boot plugs requested_size again, and it works: the guest that
+    # answers is the new one (its uptime began after the reset), and data it
+    # writes into the plugged memory reads back intact while the host backs
+    # it again.
     assert wait_online(s, 1 << 30) == 1 << 30
-    m = run(s, "uptime | sed 's/^/UP=/'", r"UP=(.*)\r?\n")
-    assert m.group(1)
+    up = float(run(s, "sed 's/ .*//; s/^/UP=/' /proc/uptime", r"UP=([\d.]+)\r?\n").group(1))
+    assert up < time.monotonic() - reset_at, (up, time.monotonic() - reset_at)
+    sums = run(s, "dd if=/dev/urandom of=/tmp/data bs=1M count=192 2>/dev/null; "
+               "a=$(sha256sum < /tmp/data); sync; b=$(sha256sum < /tmp/data); "
+               "echo \"SU\"MS=${a%% *}/${b%% *}", r"SUMS=(\w+)/(\w+)\r?\n", timeout=180)
+    assert len(sums.group(1)) == 64 and sums.group(1) == sums.group(2), sums.group(0)
+    assert rss_shmem_kb(host, pid) - after >= 150 * 1024
     s.sendline("poweroff -f")
     assert s.wait_exit(timeout=60) == 0
     assert "minivmm: guest powered off" in s.output

@@ -239,8 +239,14 @@ TEST(init_checks_slot_ids_against_kvm)
         return;
     int nr = ioctl(k.vm_fd, KVM_CHECK_EXTENSION, KVM_CAP_NR_MEMSLOTS);
     struct hotplug_mem hm;
-    /* One slot too many for what this KVM offers. */
-    if (nr > 4) {
+    /* One slot too many for what this KVM offers. A KVM that offers so few
+     * (or does not say) cannot test it: said, not passed in silence. */
+    if (nr <= 4) {
+        static char why[96];
+        snprintf(why, sizeof(why), "KVM_CAP_NR_MEMSLOTS is %d: no room to test the limit", nr);
+        fprintf(stderr, "  SKIPPED: %s\n", why);
+        unit_skip(why);
+    } else {
         CHECK_EQ(hotplug_mem_init(&hm, k.vm_fd, "virtio-mem kvm", GPA, 4 * SLOT, SLOT, 4096,
                                   (uint32_t)nr - 3, 0, false), -EINVAL);
         hotplug_mem_destroy(&hm);

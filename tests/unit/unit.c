@@ -61,6 +61,11 @@ int main(int argc, char **argv)
     printf("%d passed, %d failed, %d skipped\n", passed, failed, skipped);
     if (failed)
         return 1;
+    /* A misspelt name must not look like a pass. */
+    if (only && !passed && !skipped) {
+        fprintf(stderr, "no test named '%s' in %s\n", only, argv[0]);
+        return 2;
+    }
     /* ctest treats 77 as "skipped" when SKIP_RETURN_CODE is set; a file whose every
      * test skipped says so loudly rather than passing silently. */
     if (skipped && !passed)
