@@ -14,8 +14,11 @@
  * power of two from 128 MiB, Linux's memory block, that divides it), never
  * smaller than the device block, doubled while a region would need more than
  * HOTPLUG_MAX_SLOTS_PER_REGION slots. Every slot added or removed makes KVM
- * wait for all vCPUs (SRCU) and flush mappings, so fewer, larger slots plug
- * faster; what a slot costs the host is only what is plugged in it. */
+ * publish a new memslot array and wait an SRCU grace period (every vCPU out
+ * of the old one); removing a slot also zaps its stage-2 mappings. Adding
+ * one flushes nothing, but it is still a grace period per slot, so fewer,
+ * larger slots plug faster; what a slot costs the host is only what is
+ * plugged in it. */
 #define HOTPLUG_MIN_SLOT_SIZE (128ULL << 20)
 #define HOTPLUG_PREFERRED_SLOT_SIZE (1ULL << 30)
 #define HOTPLUG_MAX_SLOTS_PER_REGION 1024u
