@@ -1,6 +1,7 @@
 #include "vmm/log.h"
 
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdatomic.h>
 
@@ -60,19 +61,20 @@ int log_ratelimit_ok(struct log_ratelimit *rl, unsigned burst)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     int64_t now = (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-    /* Callers may race on the counters; an occasional extra or missing line is
-     * harmless, a lock on the exit path is not worth it. */
-    if (now - rl->window_start_ns > 5000000000LL) {
-        if (rl->suppressed)
-            log_warn("(%u similar messages suppressed)", rl->suppressed);
-        rl->window_start_ns = now;
-        rl->printed = 0;
-        rl->suppressed = 0;
+    /* Shared by threads (several vCPUs hitting the same bad access): all
+     * atomic, no lock on the exit path. The thread that moves the window on
+     * reports what the last one suppressed. */
+    int64_t start = __atomic_load_n(&rl->window_start_ns, __ATOMIC_RELAXED);
+    if (now - start > 5000000000LL &&
+        __atomic_compare_exchange_n(&rl->window_start_ns, &start, now, false, __ATOMIC_RELAXED,
+                                    __ATOMIC_RELAXED)) {
+        unsigned suppressed = __atomic_exchange_n(&rl->suppressed, 0, __ATOMIC_RELAXED);
+        __atomic_store_n(&rl->printed, 0, __ATOMIC_RELAXED);
+        if (suppressed)
+            log_warn("(%u similar messages suppressed)", suppressed);
     }
-    if (rl->printed < burst) {
-        rl->printed++;
+    if (__atomic_fetch_add(&rl->printed, 1, __ATOMIC_RELAXED) < burst)
         return 1;
-    }
-    rl->suppressed++;
+    __atomic_fetch_add(&rl->suppressed, 1, __ATOMIC_RELAXED);
     return 0;
 }

@@ -11,7 +11,7 @@ import time
 # timeout tests run in seconds.
 IDLE_TIMEOUT_S = 2
 
-SANITIZER_MARKS = ("AddressSanitizer", "LeakSanitizer", "UndefinedBehaviorSanitizer",
+SANITIZER_MARKS = ("AddressSanitizer", "LeakSanitizer", "UndefinedBehaviorSanitizer", "ThreadSanitizer",
                    "runtime error:")
 
 
