@@ -36,6 +36,10 @@ struct virtio_link {
     /* Config space changed: bump the generation, interrupt the driver
      * (only once DRIVER_OK). Safe from any thread, without locks held. */
     void (*config_changed)(void *transport);
+    /* Non-zero while the transport waits for queue_notify to return (a
+     * reset, a queue taken away, teardown): long work should stop at its
+     * next chunk and answer as if the host could not do it now. */
+    const _Atomic uint32_t *cancel;
 };
 
 struct virtio_device_ops {
@@ -65,7 +69,11 @@ struct virtio_device_ops {
     void (*reset)(void *dev);
     /* The driver notified queue `index` (already validated and ready).
      * Called from the device's own thread, never concurrently with itself,
-     * reset or register access. The device pops chains, pushes used entries;
+     * reset or queue setup, but concurrently with other register and config
+     * accesses: it may take long (no transport lock is held), and should
+     * stop early when *link->cancel becomes non-zero. Called with no
+     * transport lock held other than the serve lock, so it may take its own
+     * locks. The device pops chains, pushes used entries;
      * the transport raises the used-buffer interrupt afterwards if needed.
      * Return false on a protocol violation (the transport marks the device
      * NEEDS_RESET). */

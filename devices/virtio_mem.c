@@ -92,6 +92,7 @@ int virtio_mem_init(struct virtio_mem *m, const struct virtio_mem_params *p,
         return -ENOMEM;
     }
     pthread_mutex_init(&m->lock, NULL);
+    pthread_cond_init(&m->idle, NULL);
     m->acpi_pxm = p->acpi_pxm;
     m->backing_ops = backing_ops;
     m->backing = backing;
@@ -126,7 +127,29 @@ static bool decode_range(const struct virtio_mem *m, uint64_t addr, uint16_t nb_
     return true;
 }
 
-static uint16_t do_plug(struct virtio_mem *m, uint64_t first, uint64_t n, uint64_t size)
+/* Takes the one in-flight slot (waiting, with lock dropped, for another
+ * change to finish). Called with m->lock held. */
+static void begin_change(struct virtio_mem *m, uint16_t type, uint64_t first, uint64_t n)
+{
+    while (m->inflight.active)
+        pthread_cond_wait(&m->idle, &m->lock);
+    m->inflight.active = true;
+    m->inflight.type = type;
+    m->inflight.first = first;
+    m->inflight.n = n;
+}
+
+static void end_change(struct virtio_mem *m)
+{
+    m->inflight.active = false;
+    pthread_cond_broadcast(&m->idle);
+}
+
+/* Called with m->lock held and no change in flight; returns with m->lock
+ * held. The populate (up to 65535 blocks) and memslot ioctls run unlocked,
+ * so config reads and the API are answered meanwhile. */
+static uint16_t do_plug(struct virtio_mem *m, uint64_t first, uint64_t n, uint64_t size,
+                        const _Atomic uint32_t *cancel)
 {
     struct virtio_mem_config *c = &m->cfg;
     if (bitmap_count(m->plugged, first, n))
@@ -134,14 +157,19 @@ static uint16_t do_plug(struct virtio_mem *m, uint64_t first, uint64_t n, uint64
     /* requested_size may have been lowered below plugged_size. */
     if (c->plugged_size > c->requested_size || size > c->requested_size - c->plugged_size)
         return VIRTIO_MEM_RESP_NACK;
-    int rc = m->backing_ops->plug(m->backing, first * c->block_size, size);
-    if (rc == -ENOMEM)
+    begin_change(m, VIRTIO_MEM_REQ_PLUG, first, n);
+    uint64_t offset = first * c->block_size;
+    pthread_mutex_unlock(&m->lock);
+    int rc = m->backing_ops->plug(m->backing, offset, size, cancel);
+    pthread_mutex_lock(&m->lock);
+    if (rc == 0) {
+        bitmap_set_range(m->plugged, first, n);
+        c->plugged_size += size;
+    }
+    end_change(m);
+    if (rc == -ENOMEM || rc == -ECANCELED)
         return VIRTIO_MEM_RESP_BUSY;
-    if (rc)
-        return VIRTIO_MEM_RESP_ERROR;
-    bitmap_set_range(m->plugged, first, n);
-    c->plugged_size += size;
-    return VIRTIO_MEM_RESP_ACK;
+    return rc ? VIRTIO_MEM_RESP_ERROR : VIRTIO_MEM_RESP_ACK;
 }
 
 static uint16_t do_unplug(struct virtio_mem *m, uint64_t first, uint64_t n, uint64_t size)
@@ -149,38 +177,53 @@ static uint16_t do_unplug(struct virtio_mem *m, uint64_t first, uint64_t n, uint
     struct virtio_mem_config *c = &m->cfg;
     if (bitmap_count(m->plugged, first, n) != n)
         return VIRTIO_MEM_RESP_ERROR;
-    if (m->backing_ops->unplug(m->backing, first * c->block_size, size))
-        return VIRTIO_MEM_RESP_ERROR;
-    bitmap_clear_range(m->plugged, first, n);
-    c->plugged_size -= size;
-    return VIRTIO_MEM_RESP_ACK;
+    begin_change(m, VIRTIO_MEM_REQ_UNPLUG, first, n);
+    uint64_t offset = first * c->block_size;
+    pthread_mutex_unlock(&m->lock);
+    int rc = m->backing_ops->unplug(m->backing, offset, size);
+    pthread_mutex_lock(&m->lock);
+    if (rc == 0) {
+        bitmap_clear_range(m->plugged, first, n);
+        c->plugged_size -= size;
+    }
+    end_change(m);
+    return rc ? VIRTIO_MEM_RESP_ERROR : VIRTIO_MEM_RESP_ACK;
 }
 
-/* One backing call per run of plugged blocks. A failed run stops the walk;
- * the runs before it stay unplugged, so the state always matches the
- * memory. */
+/* One backing call per run of plugged blocks, each with m->lock dropped;
+ * the whole region is in flight meanwhile, so the bitmap changes only
+ * here. A failed run stops the walk; the runs before it stay unplugged, so
+ * the state always matches the memory. Called and returns with m->lock
+ * held. */
 static int unplug_all(struct virtio_mem *m)
 {
     uint64_t bs = m->cfg.block_size;
+    int rc = 0;
+    begin_change(m, VIRTIO_MEM_REQ_UNPLUG_ALL, 0, m->nb_blocks);
     uint64_t start = bitmap_find_next(m->plugged, m->nb_blocks, 0, true);
     while (start < m->nb_blocks) {
         uint64_t end = bitmap_find_next(m->plugged, m->nb_blocks, start, false);
-        int rc = m->backing_ops->unplug(m->backing, start * bs, (end - start) * bs);
+        pthread_mutex_unlock(&m->lock);
+        rc = m->backing_ops->unplug(m->backing, start * bs, (end - start) * bs);
+        pthread_mutex_lock(&m->lock);
         if (rc)
-            return rc;
+            break;
         bitmap_clear_range(m->plugged, start, end - start);
         m->cfg.plugged_size -= (end - start) * bs;
         start = bitmap_find_next(m->plugged, m->nb_blocks, end, true);
     }
-    return 0;
+    end_change(m);
+    return rc;
 }
 
 /* With nothing plugged the usable region may shrink back to what the
- * requested size needs (the spec allows it only then). True if it did. */
+ * requested size needs (the spec allows it only then). Not while a change
+ * is in flight: a plug checked against the current usable region is about
+ * to land in it. True if it did. */
 static bool shrink_usable(struct virtio_mem *m)
 {
     struct virtio_mem_config *c = &m->cfg;
-    if (c->plugged_size)
+    if (c->plugged_size || m->inflight.active)
         return false;
     uint64_t want = virtio_mem_usable_for(c->requested_size, c->block_size, c->region_size);
     if (want >= c->usable_region_size)
@@ -198,7 +241,7 @@ static uint16_t block_state(const struct virtio_mem *m, uint64_t first, uint64_t
 }
 
 void virtio_mem_handle_request(struct virtio_mem *m, const struct virtio_mem_req *req,
-                               struct virtio_mem_resp *resp)
+                               struct virtio_mem_resp *resp, const _Atomic uint32_t *cancel)
 {
     uint16_t type = le16toh(req->type);
     uint64_t addr = le64toh(req->addr);
@@ -208,12 +251,16 @@ void virtio_mem_handle_request(struct virtio_mem *m, const struct virtio_mem_req
     bool usable_changed = false;
 
     pthread_mutex_lock(&m->lock);
+    /* Requests come from one thread; only a system reset can be in flight
+     * here, and the range is checked against what it leaves. */
+    while (m->inflight.active)
+        pthread_cond_wait(&m->idle, &m->lock);
     bool range_ok = decode_range(m, addr, nb_blocks, &first, &size);
     switch (type) {
     case VIRTIO_MEM_REQ_PLUG:
         m->stats.plug++;
         if (range_ok)
-            answer = do_plug(m, first, nb_blocks, size);
+            answer = do_plug(m, first, nb_blocks, size, cancel);
         break;
     case VIRTIO_MEM_REQ_UNPLUG:
         m->stats.unplug++;
@@ -303,7 +350,7 @@ void virtio_mem_get_config(struct virtio_mem *m, struct virtio_mem_config *out)
 int virtio_mem_system_reset(struct virtio_mem *m)
 {
     pthread_mutex_lock(&m->lock);
-    int rc = unplug_all(m);
+    int rc = unplug_all(m);     /* after the request in flight, if any */
     if (rc == 0)
         shrink_usable(m);
     pthread_mutex_unlock(&m->lock);
@@ -316,12 +363,14 @@ void virtio_mem_destroy(struct virtio_mem *m)
         return;
     free(m->plugged);
     m->plugged = NULL;
+    pthread_cond_destroy(&m->idle);
     pthread_mutex_destroy(&m->lock);
 }
 
-static int hotplug_backing_plug(void *backing, uint64_t offset, uint64_t len)
+static int hotplug_backing_plug(void *backing, uint64_t offset, uint64_t len,
+                                const _Atomic uint32_t *cancel)
 {
-    return hotplug_mem_plug(backing, offset, len);
+    return hotplug_mem_plug_cancellable(backing, offset, len, cancel);
 }
 
 static int hotplug_backing_unplug(void *backing, uint64_t offset, uint64_t len)

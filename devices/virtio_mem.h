@@ -60,10 +60,12 @@ struct virtio_mem_config {
 
 /* What backs the region: offsets are relative to the region start, ranges
  * are whole blocks not yet in the target state. plug returns -ENOMEM when
- * the host cannot provide the memory (answered BUSY), another negative errno
- * for a host failure (answered ERROR). */
+ * the host cannot provide the memory, -ECANCELED when *cancel (may be NULL)
+ * became non-zero before it finished (both answered BUSY, nothing changed),
+ * another negative errno for a host failure (answered ERROR). Called with
+ * no virtio-mem lock held, one call at a time per device. */
 struct virtio_mem_backing_ops {
-    int (*plug)(void *backing, uint64_t offset, uint64_t len);
+    int (*plug)(void *backing, uint64_t offset, uint64_t len, const _Atomic uint32_t *cancel);
     int (*unplug)(void *backing, uint64_t offset, uint64_t len);
 };
 
@@ -85,7 +87,21 @@ enum virtio_mem_event {
 };
 
 struct virtio_mem {
-    pthread_mutex_t lock;       /* config and block states */
+    /* Config, block states, stats and the request in flight. Held only to
+     * read or change them: never across backing work (populate, discard,
+     * memslot ioctls), a config_changed or the observer. */
+    pthread_mutex_t lock;
+    /* The one block-state change in progress, whose backing work runs with
+     * lock dropped. Its blocks are neither plugged nor unplugged yet:
+     * plugged_size and the bitmap change when it completes, so a reader
+     * sees it whole or not at all. Another change (a system reset) waits on
+     * idle; resize does not shrink the usable region under it. */
+    struct {
+        bool active;
+        uint16_t type;          /* VIRTIO_MEM_REQ_* */
+        uint64_t first, n;      /* blocks */
+    } inflight;
+    pthread_cond_t idle;
     struct virtio_mem_config cfg;
     char id[32];
     bool acpi_pxm;
@@ -121,9 +137,11 @@ int virtio_mem_init(struct virtio_mem *m, const struct virtio_mem_params *p,
                     char *err, size_t errlen);
 
 /* Decides one request: validates per the spec, changes block states through
- * the backing, fills resp. Thread-safe (takes m->lock). */
+ * the backing, fills resp. Thread-safe; m->lock is dropped around the
+ * backing work (the range is in flight meanwhile). A plug stops early when
+ * *cancel (may be NULL) becomes non-zero, and is answered BUSY. */
 void virtio_mem_handle_request(struct virtio_mem *m, const struct virtio_mem_req *req,
-                               struct virtio_mem_resp *resp);
+                               struct virtio_mem_resp *resp, const _Atomic uint32_t *cancel);
 
 /* The runtime resize hook: sets requested_size (a multiple of block_size,
  * <= region_size) and raises a config-change interrupt if the driver is
@@ -134,7 +152,8 @@ int virtio_mem_set_requested_size(struct virtio_mem *m, uint64_t requested, char
 /* A snapshot of the config space (for the API and tests). */
 void virtio_mem_get_config(struct virtio_mem *m, struct virtio_mem_config *out);
 
-/* System reset (the guest rebooted): unplug everything, plugged_size 0. */
+/* System reset (the guest rebooted): unplug everything, plugged_size 0,
+ * after the request in flight if there is one. */
 int virtio_mem_system_reset(struct virtio_mem *m);
 
 void virtio_mem_destroy(struct virtio_mem *m);

@@ -87,7 +87,8 @@ static bool reply(struct virtq *q, const struct virtq_chain *chain,
 
 /* Serves one popped chain and always hands it back. Returns false on a
  * protocol violation. */
-static bool serve_chain(struct virtio_mem *m, struct virtq *q, const struct virtq_chain *chain)
+static bool serve_chain(struct virtio_mem *m, struct virtq *q, const struct virtq_chain *chain,
+                        const _Atomic uint32_t *cancel)
 {
     struct virtio_mem_resp resp;
     memset(&resp, 0, sizeof(resp));
@@ -110,7 +111,7 @@ static bool serve_chain(struct virtio_mem *m, struct virtq *q, const struct virt
         resp.type = htole16(VIRTIO_MEM_RESP_ERROR);
         return reply(q, chain, &resp);
     }
-    virtio_mem_handle_request(m, &req, &resp);
+    virtio_mem_handle_request(m, &req, &resp, cancel);
     log_debug("virtio-mem %s: request %u addr 0x%llx blocks %u -> %u", m->id, le16toh(req.type),
               (unsigned long long)le64toh(req.addr), le16toh(req.nb_blocks), le16toh(resp.type));
     return reply(q, chain, &resp);
@@ -121,6 +122,7 @@ static bool mem_queue_notify(void *dev, struct virtq *q, unsigned index)
     struct virtio_mem *m = dev;
     pthread_mutex_lock(&m->lock);
     const struct guest_mem *gm = m->activated ? m->link.mem : NULL;
+    const _Atomic uint32_t *cancel = m->link.cancel;
     pthread_mutex_unlock(&m->lock);
     /* Not running yet: requests wait in the ring until DRIVER_OK. */
     if (!gm)
@@ -138,7 +140,7 @@ static bool mem_queue_notify(void *dev, struct virtq *q, unsigned index)
                                  index, err);
             return false;
         }
-        if (!serve_chain(m, q, &chain))
+        if (!serve_chain(m, q, &chain, cancel))
             return false;
     }
 }

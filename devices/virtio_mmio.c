@@ -52,14 +52,14 @@ void vmmio_mark_broken_locked(struct virtio_mmio *t, const char *fmt, ...)
     /* virtio 1.2, 2.1.2: a live driver learns of NEEDS_RESET through a
      * configuration change notification. */
     if (vmmio_status(t) & VIRTIO_STATUS_DRIVER_OK)
-        vmmio_raise(t, VIRTIO_INT_CONFIG_CHANGE);
+        t->raise_pending |= VIRTIO_INT_CONFIG_CHANGE;
 }
 
 void vmmio_reset_locked(struct virtio_mmio *t)
 {
-    /* Holding the lock means no queue_notify is running (the device thread
-     * serves queues with it held), so the reset is synchronous as Linux,
-     * which does not poll Status after writing 0, expects. */
+    /* Holding serve_lock means no queue_notify is running (the device
+     * thread serves queues with it held), so the reset is synchronous as
+     * Linux, which does not poll Status after writing 0, expects. */
     if (t->ops->reset)
         t->ops->reset(t->dev);
     for (unsigned i = 0; i < t->ops->num_queues; i++)
@@ -69,6 +69,7 @@ void vmmio_reset_locked(struct virtio_mmio *t)
     t->driver_features = 0;
     t->queue_sel = 0;
     t->broken = false;
+    t->raise_pending = 0;
     atomic_store(&t->interrupt_status, 0);
     vmmio_set_status(t, 0);
 }
@@ -195,8 +196,14 @@ int virtio_mmio_init(struct virtio_mmio *t, const struct virtio_device_ops *ops,
     t->link.transport = t;
     t->link.mem = mem;
     t->link.config_changed = link_config_changed;
+    t->link.cancel = &t->cancel;
 
     int rc = pthread_mutex_init(&t->lock, NULL);
+    if (rc == 0) {
+        rc = pthread_mutex_init(&t->serve_lock, NULL);
+        if (rc)
+            pthread_mutex_destroy(&t->lock);
+    }
     if (rc) {
         log_error("%s: pthread_mutex_init: %s", t->name, strerror(rc));
         return -rc;
@@ -204,6 +211,7 @@ int virtio_mmio_init(struct virtio_mmio *t, const struct virtio_device_ops *ops,
     rc = init_fds(t, gsi);
     if (rc) {
         release(t);
+        pthread_mutex_destroy(&t->serve_lock);
         pthread_mutex_destroy(&t->lock);
         return rc;
     }
@@ -213,6 +221,10 @@ int virtio_mmio_init(struct virtio_mmio *t, const struct virtio_device_ops *ops,
 void virtio_mmio_destroy(struct virtio_mmio *t)
 {
     if (t->thread_started) {
+        /* A request in progress stops at its next chunk (answered BUSY)
+         * instead of finishing a populate nobody will use. Never lowered:
+         * the transport is going away. */
+        atomic_fetch_add(&t->cancel, 1);
         uint64_t one = 1;
         if (write(t->stop_fd, &one, sizeof(one)) < 0)
             log_error("%s: stopping the device thread: %s", t->name, strerror(errno));
@@ -221,5 +233,6 @@ void virtio_mmio_destroy(struct virtio_mmio *t)
         t->thread_started = false;
     }
     release(t);
+    pthread_mutex_destroy(&t->serve_lock);
     pthread_mutex_destroy(&t->lock);
 }

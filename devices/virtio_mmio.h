@@ -61,21 +61,37 @@ struct virtio_mmio {
     struct irq_line irq;
     char name[48];              /* "virtio-mem node0", for messages */
 
-    /* Register state, guarded by lock (vCPU threads and the device thread).
-     * The device thread holds it while serving a queue, so taking it is how
-     * a reset waits for queue work to finish. */
+    /* Locks, outer first (docs/architecture.md, "Lock hierarchy"):
+     *   serve_lock: held by the device thread while it serves a queue, which
+     *     may take long (a virtio-mem plug populates gigabytes); taken before
+     *     lock by the writes that must not overlap that (Status 0, QueueReady
+     *     0), which first raise `cancel` so the device cuts its work short.
+     *     No vCPU read ever takes it.
+     *   lock: the register state below, held for a register access only:
+     *     no device work, no long syscall, no interrupt raised under it.
+     * InterruptStatus, InterruptACK, ConfigGeneration and QueueNotify take
+     * neither (atomics and an eventfd). */
+    pthread_mutex_t serve_lock;
     pthread_mutex_t lock;
     uint32_t status;            /* stored atomically: config_changed reads it unlocked */
     uint32_t device_features_sel;
     uint32_t driver_features_sel;
     uint64_t driver_features;
     uint32_t queue_sel;
+    /* Set up under lock while no queue can be served (before DRIVER_OK);
+     * taken away (QueueReady 0, reset) under serve_lock too. The device
+     * thread uses them holding serve_lock. */
     struct virtq queues[VIRTIO_MAX_QUEUES];
     bool broken;                /* NEEDS_RESET set; queues not served */
+    uint32_t raise_pending;     /* interrupt bits to raise once lock is dropped */
 
     /* Touched without the lock (device models signal from any thread). */
     _Atomic uint32_t interrupt_status;
     _Atomic uint32_t config_generation;
+    /* Non-zero while somebody waits for the device thread's work to end (a
+     * reset, a queue taken away, teardown): the device model checks it
+     * between chunks of long work (virtio_link.cancel). */
+    _Atomic uint32_t cancel;
 
     /* One eventfd per queue, bound to QueueNotify with KVM_IOEVENTFD
      * (datamatch = queue index), plus one to stop the thread. */
@@ -86,7 +102,7 @@ struct virtio_mmio {
     bool thread_started;
 
     struct virtio_link link;
-    uint64_t notifications;     /* counters, for metrics and tests (under lock) */
+    uint64_t notifications;     /* counters, for metrics and tests (under serve_lock) */
     _Atomic uint64_t interrupts;    /* raised from any thread */
 
     /* Guest-triggered warnings: register misuse, and broken queues, limited

@@ -20,11 +20,21 @@ static inline void vmmio_set_status(struct virtio_mmio *t, uint32_t status)
 void vmmio_raise(struct virtio_mmio *t, uint32_t bits);
 
 /* A protocol violation: NEEDS_RESET until the driver resets, queues are no
- * longer served. The reason is logged (rate-limited). */
+ * longer served. The reason is logged (rate-limited). The config-change
+ * interrupt it owes a live driver is left in raise_pending, for the caller
+ * to raise after unlocking (vmmio_take_raise_locked). */
 __attribute__((format(printf, 2, 3))) void vmmio_mark_broken_locked(struct virtio_mmio *t,
                                                                     const char *fmt, ...);
 
-/* The driver wrote 0 to Status. */
+/* Interrupt bits owed since the lock was taken; cleared. */
+static inline uint32_t vmmio_take_raise_locked(struct virtio_mmio *t)
+{
+    uint32_t bits = t->raise_pending;
+    t->raise_pending = 0;
+    return bits;
+}
+
+/* The driver wrote 0 to Status; the caller holds serve_lock and lock. */
 void vmmio_reset_locked(struct virtio_mmio *t);
 
 /* Wakes the device thread for queue `index` (< num_queues). */

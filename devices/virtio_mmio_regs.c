@@ -15,48 +15,65 @@
 
 enum { REG_R = 1, REG_W = 2, REG_RW = 3 };
 
-static const struct reg_info {
+/* How an access to a register is served (see "Lock hierarchy" in
+ * docs/architecture.md):
+ *   REG_FREE  no lock: constants and the atomics (InterruptStatus,
+ *             InterruptACK, ConfigGeneration, QueueNotify), so a vCPU's
+ *             interrupt handler never waits for anybody;
+ *   REG_LOCK  t->lock, held only for the register's own state;
+ *   REG_SERVE t->serve_lock, then t->lock: writes that must not overlap the
+ *             device thread serving a queue (reset, QueueReady). They ask it
+ *             to cut its work short (t->cancel) so the wait is short. */
+enum { REG_LOCK = 0, REG_FREE = 1, REG_SERVE = 2 };
+
+struct reg_info {
     uint16_t offset;
-    uint8_t access;
+    uint8_t access;             /* 0: no register at this offset */
+    uint8_t read_lock, write_lock;
     const char *name;
-} regs[] = {
-    {VIRTIO_MMIO_MAGIC_VALUE, REG_R, "MagicValue"},
-    {VIRTIO_MMIO_VERSION, REG_R, "Version"},
-    {VIRTIO_MMIO_DEVICE_ID, REG_R, "DeviceID"},
-    {VIRTIO_MMIO_VENDOR_ID, REG_R, "VendorID"},
-    {VIRTIO_MMIO_DEVICE_FEATURES, REG_R, "DeviceFeatures"},
-    {VIRTIO_MMIO_DEVICE_FEATURES_SEL, REG_W, "DeviceFeaturesSel"},
-    {VIRTIO_MMIO_DRIVER_FEATURES, REG_W, "DriverFeatures"},
-    {VIRTIO_MMIO_DRIVER_FEATURES_SEL, REG_W, "DriverFeaturesSel"},
-    {VIRTIO_MMIO_QUEUE_SEL, REG_W, "QueueSel"},
-    {VIRTIO_MMIO_QUEUE_NUM_MAX, REG_R, "QueueNumMax"},
-    {VIRTIO_MMIO_QUEUE_NUM, REG_W, "QueueNum"},
-    {VIRTIO_MMIO_QUEUE_READY, REG_RW, "QueueReady"},
-    {VIRTIO_MMIO_QUEUE_NOTIFY, REG_W, "QueueNotify"},
-    {VIRTIO_MMIO_INTERRUPT_STATUS, REG_R, "InterruptStatus"},
-    {VIRTIO_MMIO_INTERRUPT_ACK, REG_W, "InterruptACK"},
-    {VIRTIO_MMIO_STATUS, REG_RW, "Status"},
-    {VIRTIO_MMIO_QUEUE_DESC_LOW, REG_W, "QueueDescLow"},
-    {VIRTIO_MMIO_QUEUE_DESC_HIGH, REG_W, "QueueDescHigh"},
-    {VIRTIO_MMIO_QUEUE_AVAIL_LOW, REG_W, "QueueAvailLow"},
-    {VIRTIO_MMIO_QUEUE_AVAIL_HIGH, REG_W, "QueueAvailHigh"},
-    {VIRTIO_MMIO_QUEUE_USED_LOW, REG_W, "QueueUsedLow"},
-    {VIRTIO_MMIO_QUEUE_USED_HIGH, REG_W, "QueueUsedHigh"},
-    {VIRTIO_MMIO_SHM_SEL, REG_W, "SHMSel"},
-    {VIRTIO_MMIO_SHM_LEN_LOW, REG_R, "SHMLenLow"},
-    {VIRTIO_MMIO_SHM_LEN_HIGH, REG_R, "SHMLenHigh"},
-    {VIRTIO_MMIO_SHM_BASE_LOW, REG_R, "SHMBaseLow"},
-    {VIRTIO_MMIO_SHM_BASE_HIGH, REG_R, "SHMBaseHigh"},
-    {VIRTIO_MMIO_QUEUE_RESET, REG_RW, "QueueReset"},
-    {VIRTIO_MMIO_CONFIG_GENERATION, REG_R, "ConfigGeneration"},
+};
+
+#define REG(off, acc, rl, wl, nm) [(off) / 4] = {(off), (acc), (rl), (wl), (nm)}
+
+/* Indexed by offset / 4: the dispatch is one bounds check and one load. */
+static const struct reg_info regs[VIRTIO_MMIO_CONFIG / 4] = {
+    REG(VIRTIO_MMIO_MAGIC_VALUE, REG_R, REG_FREE, REG_FREE, "MagicValue"),
+    REG(VIRTIO_MMIO_VERSION, REG_R, REG_FREE, REG_FREE, "Version"),
+    REG(VIRTIO_MMIO_DEVICE_ID, REG_R, REG_FREE, REG_FREE, "DeviceID"),
+    REG(VIRTIO_MMIO_VENDOR_ID, REG_R, REG_FREE, REG_FREE, "VendorID"),
+    REG(VIRTIO_MMIO_DEVICE_FEATURES, REG_R, REG_LOCK, REG_LOCK, "DeviceFeatures"),
+    REG(VIRTIO_MMIO_DEVICE_FEATURES_SEL, REG_W, REG_LOCK, REG_LOCK, "DeviceFeaturesSel"),
+    REG(VIRTIO_MMIO_DRIVER_FEATURES, REG_W, REG_LOCK, REG_LOCK, "DriverFeatures"),
+    REG(VIRTIO_MMIO_DRIVER_FEATURES_SEL, REG_W, REG_LOCK, REG_LOCK, "DriverFeaturesSel"),
+    REG(VIRTIO_MMIO_QUEUE_SEL, REG_W, REG_LOCK, REG_LOCK, "QueueSel"),
+    REG(VIRTIO_MMIO_QUEUE_NUM_MAX, REG_R, REG_LOCK, REG_LOCK, "QueueNumMax"),
+    REG(VIRTIO_MMIO_QUEUE_NUM, REG_W, REG_LOCK, REG_LOCK, "QueueNum"),
+    REG(VIRTIO_MMIO_QUEUE_READY, REG_RW, REG_LOCK, REG_SERVE, "QueueReady"),
+    REG(VIRTIO_MMIO_QUEUE_NOTIFY, REG_W, REG_FREE, REG_FREE, "QueueNotify"),
+    REG(VIRTIO_MMIO_INTERRUPT_STATUS, REG_R, REG_FREE, REG_FREE, "InterruptStatus"),
+    REG(VIRTIO_MMIO_INTERRUPT_ACK, REG_W, REG_FREE, REG_FREE, "InterruptACK"),
+    REG(VIRTIO_MMIO_STATUS, REG_RW, REG_LOCK, REG_SERVE, "Status"),
+    REG(VIRTIO_MMIO_QUEUE_DESC_LOW, REG_W, REG_LOCK, REG_LOCK, "QueueDescLow"),
+    REG(VIRTIO_MMIO_QUEUE_DESC_HIGH, REG_W, REG_LOCK, REG_LOCK, "QueueDescHigh"),
+    REG(VIRTIO_MMIO_QUEUE_AVAIL_LOW, REG_W, REG_LOCK, REG_LOCK, "QueueAvailLow"),
+    REG(VIRTIO_MMIO_QUEUE_AVAIL_HIGH, REG_W, REG_LOCK, REG_LOCK, "QueueAvailHigh"),
+    REG(VIRTIO_MMIO_QUEUE_USED_LOW, REG_W, REG_LOCK, REG_LOCK, "QueueUsedLow"),
+    REG(VIRTIO_MMIO_QUEUE_USED_HIGH, REG_W, REG_LOCK, REG_LOCK, "QueueUsedHigh"),
+    REG(VIRTIO_MMIO_SHM_SEL, REG_W, REG_FREE, REG_FREE, "SHMSel"),
+    REG(VIRTIO_MMIO_SHM_LEN_LOW, REG_R, REG_FREE, REG_FREE, "SHMLenLow"),
+    REG(VIRTIO_MMIO_SHM_LEN_HIGH, REG_R, REG_FREE, REG_FREE, "SHMLenHigh"),
+    REG(VIRTIO_MMIO_SHM_BASE_LOW, REG_R, REG_FREE, REG_FREE, "SHMBaseLow"),
+    REG(VIRTIO_MMIO_SHM_BASE_HIGH, REG_R, REG_FREE, REG_FREE, "SHMBaseHigh"),
+    REG(VIRTIO_MMIO_QUEUE_RESET, REG_RW, REG_FREE, REG_FREE, "QueueReset"),
+    REG(VIRTIO_MMIO_CONFIG_GENERATION, REG_R, REG_FREE, REG_FREE, "ConfigGeneration"),
 };
 
 static const struct reg_info *reg_lookup(uint64_t offset)
 {
-    for (size_t i = 0; i < sizeof(regs) / sizeof(regs[0]); i++)
-        if (regs[i].offset == offset)
-            return &regs[i];
-    return NULL;
+    if (offset >= VIRTIO_MMIO_CONFIG || (offset & 3))
+        return NULL;
+    const struct reg_info *r = &regs[offset / 4];
+    return r->access ? r : NULL;
 }
 
 /* The one check of QueueSel: NULL when the driver selected no queue we have. */
@@ -352,6 +369,8 @@ static void write_reg(struct virtio_mmio *t, const struct reg_info *r, uint32_t 
     }
 }
 
+/* Config space is the device model's: it serializes with its own lock, and
+ * the offset check needs only the constant ops, so no transport lock. */
 static void config_read(struct virtio_mmio *t, uint64_t offset, uint8_t *data, unsigned len)
 {
     uint32_t off;
@@ -387,9 +406,7 @@ static void config_write(struct virtio_mmio *t, uint64_t offset, const uint8_t *
 static const struct reg_info *reg_access(struct virtio_mmio *t, uint64_t offset, unsigned len,
                                          uint8_t need, const char *dir)
 {
-    const struct reg_info *r = NULL;
-    if (len == 4 && (offset & 3) == 0)
-        r = reg_lookup(offset);
+    const struct reg_info *r = len == 4 ? reg_lookup(offset) : NULL;
     if (!r) {
         log_warn_ratelimited(&t->reg_rl, "%s: %u-byte %s at register offset 0x%" PRIx64
                              " ignored", t->name, len, dir, offset);
@@ -407,34 +424,68 @@ static void mmio_read(void *opaque, uint64_t offset, uint8_t *data, unsigned len
 {
     struct virtio_mmio *t = opaque;
     memset(data, 0, len);
-    pthread_mutex_lock(&t->lock);
     if (offset >= VIRTIO_MMIO_CONFIG) {
         config_read(t, offset, data, len);
-    } else {
-        const struct reg_info *r = reg_access(t, offset, len, REG_R, "read");
-        if (r) {
-            uint32_t v = read_reg(t, r);
-            memcpy(data, &v, sizeof(v));
-        }
+        return;
     }
-    pthread_mutex_unlock(&t->lock);
+    const struct reg_info *r = reg_access(t, offset, len, REG_R, "read");
+    if (!r)
+        return;
+    uint32_t v;
+    if (r->read_lock == REG_FREE) {
+        v = read_reg(t, r);
+    } else {
+        pthread_mutex_lock(&t->lock);
+        v = read_reg(t, r);
+        pthread_mutex_unlock(&t->lock);
+    }
+    memcpy(data, &v, sizeof(v));
+}
+
+/* Writes that wait for queue work (REG_SERVE) only when they would stop it:
+ * a reset, or a queue taken away. The rest of the Status progression only
+ * happens while no queue is served (serving needs DRIVER_OK, which only a
+ * reset clears). */
+static bool stops_queue_work(const struct reg_info *r, uint32_t val)
+{
+    return r->write_lock == REG_SERVE && val == 0;
 }
 
 static void mmio_write(void *opaque, uint64_t offset, const uint8_t *data, unsigned len)
 {
     struct virtio_mmio *t = opaque;
-    pthread_mutex_lock(&t->lock);
     if (offset >= VIRTIO_MMIO_CONFIG) {
         config_write(t, offset, data, len);
-    } else {
-        const struct reg_info *r = reg_access(t, offset, len, REG_W, "write");
-        if (r) {
-            uint32_t v;
-            memcpy(&v, data, sizeof(v));
-            write_reg(t, r, v);
-        }
+        return;
     }
+    const struct reg_info *r = reg_access(t, offset, len, REG_W, "write");
+    if (!r)
+        return;
+    uint32_t v;
+    memcpy(&v, data, sizeof(v));
+    if (r->write_lock == REG_FREE) {
+        write_reg(t, r, v);
+        return;
+    }
+    bool serve = stops_queue_work(r, v);
+    if (serve) {
+        /* Ask the device thread to cut a long request short, then wait for
+         * it: the driver may free the rings once this write returns. */
+        atomic_fetch_add(&t->cancel, 1);
+        pthread_mutex_lock(&t->serve_lock);
+    }
+    pthread_mutex_lock(&t->lock);
+    write_reg(t, r, v);
+    uint32_t raise = vmmio_take_raise_locked(t);
     pthread_mutex_unlock(&t->lock);
+    if (serve) {
+        pthread_mutex_unlock(&t->serve_lock);
+        atomic_fetch_sub(&t->cancel, 1);
+    }
+    /* After unlocking: the irqfd write is KVM's business and may take its
+     * locks; no vCPU should wait on ours meanwhile. */
+    if (raise)
+        vmmio_raise(t, raise);
 }
 
 const struct io_handler virtio_mmio_io = {.read = mmio_read, .write = mmio_write};

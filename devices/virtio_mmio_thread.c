@@ -1,6 +1,6 @@
 /* The device's own thread: waits on the per-queue notify eventfds (written
  * by KVM's ioeventfd, or by the register file when there is no KVM) and
- * hands each notified queue to the device model, under the transport lock. */
+ * hands each notified queue to the device model, under the serve lock. */
 #include <errno.h>
 #include <poll.h>
 #include <stdio.h>
@@ -12,24 +12,40 @@
 #include "devices/virtio_mmio_internal.h"
 #include "vmm/log.h"
 
-static void serve_queue_locked(struct virtio_mmio *t, unsigned index)
-{
-    struct virtq *q = &t->queues[index];
-    if (!(vmmio_status(t) & VIRTIO_STATUS_DRIVER_OK) || t->broken || !q->ready)
-        return;
-    t->notifications++;
-    if (!t->ops->queue_notify(t->dev, q, index))
-        vmmio_mark_broken_locked(t, "queue %u: protocol violation", index);
-    /* Even a breaking request may have completed others before it. */
-    if (virtq_should_interrupt(q))
-        vmmio_raise(t, VIRTIO_INT_USED_BUFFER);
-}
-
+/* The device model's work runs under serve_lock only, so a long request
+ * (a virtio-mem plug populating gigabytes) never blocks a vCPU's register
+ * or config access; lock is taken twice, briefly, for the register state. */
 static void serve_queue(struct virtio_mmio *t, unsigned index)
 {
+    struct virtq *q = &t->queues[index];
+    pthread_mutex_lock(&t->serve_lock);
     pthread_mutex_lock(&t->lock);
-    serve_queue_locked(t, index);
+    bool serve = (vmmio_status(t) & VIRTIO_STATUS_DRIVER_OK) && !t->broken && q->ready;
+    if (serve)
+        t->notifications++;
     pthread_mutex_unlock(&t->lock);
+    if (!serve) {
+        pthread_mutex_unlock(&t->serve_lock);
+        return;
+    }
+
+    bool ok = t->ops->queue_notify(t->dev, q, index);
+    uint32_t raise = 0;
+    if (!ok) {
+        pthread_mutex_lock(&t->lock);
+        vmmio_mark_broken_locked(t, "queue %u: protocol violation", index);
+        raise = vmmio_take_raise_locked(t);
+        pthread_mutex_unlock(&t->lock);
+    }
+    /* Even a breaking request may have completed others before it. */
+    if (virtq_should_interrupt(q))
+        raise |= VIRTIO_INT_USED_BUFFER;
+    /* Raised with no register lock held, but before serve_lock goes: a
+     * reset waiting for it cannot clear InterruptStatus between the used
+     * entry and its interrupt. */
+    if (raise)
+        vmmio_raise(t, raise);
+    pthread_mutex_unlock(&t->serve_lock);
 }
 
 /* Consumes pending notifications; the queue is then served in full, so

@@ -22,6 +22,10 @@
  * round trip per 2 MiB, small enough that a 1 GiB block of base pages is
  * not zeroed for one page. */
 #define FAULT_CHUNK (2ULL << 20)
+/* What a prealloc plug populates per fallocate call (at least one host
+ * page): about 10-30 ms of zeroing on current hosts, so a plug of 65535
+ * blocks notices a cancel (a reset, teardown) within that. */
+#define POPULATE_CHUNK (64ULL << 20)
 /* KVM's slot field carries the address space in its upper 16 bits. */
 #define KVM_SLOT_ID_LIMIT 0x10000ULL
 
@@ -72,19 +76,30 @@ static int discard(const struct hotplug_mem *hm, uint64_t offset, uint64_t len)
 /* Allocates every page of [offset, offset + len) now, through the file and
  * not the mapping: the guard watches the mapping, and a host without the
  * memory says so here as an error (a plug answered BUSY) instead of a
- * SIGBUS or an OOM kill in a vCPU later. */
-static int populate(const struct hotplug_mem *hm, uint64_t offset, uint64_t len)
+ * SIGBUS or an OOM kill in a vCPU later. In chunks of POPULATE_CHUNK, so
+ * that a non-zero *cancel (may be NULL) stops it within one chunk
+ * (-ECANCELED; the caller discards what was populated). */
+static int populate(const struct hotplug_mem *hm, uint64_t offset, uint64_t len,
+                    const _Atomic uint32_t *cancel)
 {
-    int rc;
-    do
-        rc = fallocate(hm->memfd, 0, (off_t)offset, (off_t)len);
-    while (rc < 0 && errno == EINTR);
-    if (rc == 0)
-        return 0;
-    int err = errno;
-    log_warn("%s: backing %llu MiB at offset 0x%llx: %s", hm->name, mib(len),
-             (unsigned long long)offset, strerror(err));
-    return err == ENOMEM || err == ENOSPC ? -ENOMEM : -err;
+    uint64_t chunk = POPULATE_CHUNK > hm->page_size ? POPULATE_CHUNK : hm->page_size;
+    for (uint64_t done = 0; done < len;) {
+        if (cancel && __atomic_load_n(cancel, __ATOMIC_RELAXED))
+            return -ECANCELED;
+        uint64_t n = len - done < chunk ? len - done : chunk;
+        int rc;
+        do
+            rc = fallocate(hm->memfd, 0, (off_t)(offset + done), (off_t)n);
+        while (rc < 0 && errno == EINTR);
+        if (rc < 0) {
+            int err = errno;
+            log_warn("%s: backing %llu MiB at offset 0x%llx: %s", hm->name, mib(n),
+                     (unsigned long long)(offset + done), strerror(err));
+            return err == ENOMEM || err == ENOSPC ? -ENOMEM : -err;
+        }
+        done += n;
+    }
+    return 0;
 }
 
 int hotplug_mem_init(struct hotplug_mem *hm, int vm_fd, const char *name, uint64_t gpa,
@@ -223,6 +238,12 @@ static uint64_t bytes_in_slot(const struct hotplug_mem *hm, uint64_t offset, uin
 
 int hotplug_mem_plug(struct hotplug_mem *hm, uint64_t offset, uint64_t len)
 {
+    return hotplug_mem_plug_cancellable(hm, offset, len, NULL);
+}
+
+int hotplug_mem_plug_cancellable(struct hotplug_mem *hm, uint64_t offset, uint64_t len,
+                                 const _Atomic uint32_t *cancel)
+{
     int rc = check_range(hm, offset, len, "plug");
     if (rc)
         return rc;
@@ -237,7 +258,7 @@ int hotplug_mem_plug(struct hotplug_mem *hm, uint64_t offset, uint64_t len)
     }
 
     if (hm->prealloc) {
-        rc = populate(hm, offset, len);
+        rc = populate(hm, offset, len, cancel);
         if (rc) {
             discard(hm, offset, len);
             return rc;
@@ -259,7 +280,7 @@ int hotplug_mem_plug(struct hotplug_mem *hm, uint64_t offset, uint64_t len)
     }
     for (uint32_t s = s0; s <= s1; s++) {
         if (!hm->slot_plugged[s])
-            hm->slots_registered++;
+            __atomic_add_fetch(&hm->slots_registered, 1, __ATOMIC_RELAXED);
         hm->slot_plugged[s] += bytes_in_slot(hm, offset, len, s);
     }
     set_backable(hm, offset, len, true);
@@ -314,7 +335,7 @@ int hotplug_mem_unplug(struct hotplug_mem *hm, uint64_t offset, uint64_t len)
         hm->slot_plugged[s] -= bytes_in_slot(hm, offset, len, s);
         if (hm->slot_plugged[s])
             continue;
-        hm->slots_registered--;
+        __atomic_sub_fetch(&hm->slots_registered, 1, __ATOMIC_RELAXED);
         /* A slot that holds nothing plugged holds no memory either: whatever
          * reached it outside the blocks just unplugged (the VMM's own
          * accesses, a guard-less build) goes too. */
@@ -336,7 +357,7 @@ int hotplug_mem_fault(struct hotplug_mem *hm, uint64_t offset)
     pthread_mutex_lock(&hm->backing_lock);
     int rc = -EFAULT;
     if (bitmap_count(hm->block_plugged, offset / hm->block_size, 1))
-        rc = populate(hm, start, chunk);
+        rc = populate(hm, start, chunk, NULL);
     pthread_mutex_unlock(&hm->backing_lock);
     if (rc == -EFAULT)
         __atomic_add_fetch(&hm->blocked_accesses, 1, __ATOMIC_RELAXED);

@@ -8,9 +8,13 @@
  * mapping, host pages are only ever allocated inside plugged blocks, by
  * hotplug_mem_fault (first touch) or prealloc, so the memfd never holds more
  * than the plugged bytes, whatever the guest touches. block_plugged is the
- * guard's view of which blocks are plugged, under its own short lock: the
- * device's lock is held across memslot ioctls, which wait for every vCPU,
- * and a vCPU may be waiting on the guard, so the guard must never need it. */
+ * guard's view of which blocks are plugged, under its own short lock:
+ * plug and unplug run memslot ioctls, which wait for every vCPU, and a vCPU
+ * may be waiting on the guard, so the guard must never wait for them.
+ *
+ * Plug and unplug are called by one thread at a time per region (the
+ * virtio-mem device's change in flight), with no device lock held; the slot
+ * bookkeeping is theirs. */
 #ifndef MINIVMM_HOTPLUG_MEM_H
 #define MINIVMM_HOTPLUG_MEM_H
 
@@ -30,7 +34,7 @@ struct hotplug_mem {
     uint32_t first_slot;        /* KVM slot ids first_slot .. first_slot + n_slots - 1 */
     uint32_t n_slots;
     uint64_t *slot_plugged;     /* plugged bytes per slot */
-    uint32_t slots_registered;  /* how many memslots are live now */
+    uint32_t slots_registered;  /* how many memslots are live now (atomic: the API reads it) */
     bool prealloc;              /* populate on plug; failure -> -ENOMEM */
     char name[32];
     /* Guards block_plugged against the guard thread: a block is populated
@@ -60,6 +64,12 @@ int hotplug_mem_init(struct hotplug_mem *hm, int vm_fd, const char *name, uint64
  * pages are populated. Returns 0; -ENOMEM when the host cannot back the
  * memory (prealloc) or a memslot cannot be added; nothing changes then. */
 int hotplug_mem_plug(struct hotplug_mem *hm, uint64_t offset, uint64_t len);
+
+/* The same, populating (prealloc) in bounded chunks and giving up when
+ * *cancel becomes non-zero between two of them: -ECANCELED, nothing
+ * changes, what was populated is discarded. */
+int hotplug_mem_plug_cancellable(struct hotplug_mem *hm, uint64_t offset, uint64_t len,
+                                 const _Atomic uint32_t *cancel);
 
 /* The reverse: the blocks stop being backable, slots left empty are removed
  * from KVM, then the range is discarded (a removed slot as a whole) so the

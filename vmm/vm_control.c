@@ -57,42 +57,63 @@ static const char *driver_state(struct virtio_mmio *t)
     return "not_probed";
 }
 
+/* Bytes of the memslots that [first, first + n) blocks touch. */
+static uint64_t slots_touched(const struct hotplug_mem *hm, uint64_t first, uint64_t n)
+{
+    uint64_t start = first * hm->block_size, end = (first + n) * hm->block_size;
+    start -= start % hm->slot_size;
+    end = (end + hm->slot_size - 1) / hm->slot_size * hm->slot_size;
+    return end - start;
+}
+
 static void fill_info(struct vm_virtio_mem *v, const struct virtio_mem_opts *o,
                       struct vmc_virtio_mem_info *out)
 {
-    struct virtio_mem_config c;
-    virtio_mem_get_config(&v->dev, &c);
-    *out = (struct vmc_virtio_mem_info){
-        .node = o->node,
-        .addr = c.addr,
-        .region_size = c.region_size,
-        .block_size = c.block_size,
-        .page_size = v->mem.page_size,
-        .usable_region_size = c.usable_region_size,
-        .plugged_size = c.plugged_size,
-        .requested_size = c.requested_size,
-        .driver_state = driver_state(&v->transport),
-        .host_backed_bytes = hotplug_mem_resident(&v->mem),
-        .blocked_accesses = __atomic_load_n(&v->mem.blocked_accesses, __ATOMIC_RELAXED),
-    };
-    snprintf(out->id, sizeof(out->id), "%s", v->dev.id);
-    /* Plugging and its memslot changes happen under the device lock. */
+    /* One snapshot under the device lock, which is only ever held briefly:
+     * a change in flight (a plug populating gigabytes) is not waited for;
+     * its blocks count once it completes. */
     pthread_mutex_lock(&v->dev.lock);
-    out->memslots = v->mem.slots_registered;
+    struct virtio_mem_config c = v->dev.cfg;
+    bool inflight = v->dev.inflight.active;
+    bool plugging = inflight && v->dev.inflight.type == VIRTIO_MEM_REQ_PLUG;
+    uint64_t inflight_blocks = v->dev.inflight.n;
+    uint64_t inflight_slot_bytes =
+        inflight ? slots_touched(&v->mem, v->dev.inflight.first, inflight_blocks) : 0;
+    /* Stable while no change is in flight: a change begins under this lock. */
+    uint32_t memslots = __atomic_load_n(&v->mem.slots_registered, __ATOMIC_RELAXED);
+    *out = (struct vmc_virtio_mem_info){
+        .req_plug = v->dev.stats.plug,
+        .req_unplug = v->dev.stats.unplug,
+        .req_unplug_all = v->dev.stats.unplug_all,
+        .req_state = v->dev.stats.state,
+        .resp_ack = v->dev.stats.ack,
+        .resp_nack = v->dev.stats.nack,
+        .resp_busy = v->dev.stats.busy,
+        .resp_error = v->dev.stats.error,
+    };
+    pthread_mutex_unlock(&v->dev.lock);
+
+    out->node = o->node;
+    out->addr = c.addr;
+    out->region_size = c.region_size;
+    out->block_size = c.block_size;
+    out->page_size = v->mem.page_size;
+    out->usable_region_size = c.usable_region_size;
+    out->plugged_size = c.plugged_size;
+    out->requested_size = c.requested_size;
+    out->driver_state = driver_state(&v->transport);
+    out->host_backed_bytes = hotplug_mem_resident(&v->mem);
+    out->blocked_accesses = __atomic_load_n(&v->mem.blocked_accesses, __ATOMIC_RELAXED);
+    out->memslots = memslots;
     /* With the guard only plugged blocks are ever backed. Without it a
      * guest can make the host back any page of a registered memslot, and a
-     * memslot's memory all goes when it is removed. */
-    out->host_backed_bound = o->guard ? c.plugged_size
-                                      : (uint64_t)v->mem.slots_registered * v->mem.slot_size;
-    out->req_plug = v->dev.stats.plug;
-    out->req_unplug = v->dev.stats.unplug;
-    out->req_unplug_all = v->dev.stats.unplug_all;
-    out->req_state = v->dev.stats.state;
-    out->resp_ack = v->dev.stats.ack;
-    out->resp_nack = v->dev.stats.nack;
-    out->resp_busy = v->dev.stats.busy;
-    out->resp_error = v->dev.stats.error;
-    pthread_mutex_unlock(&v->dev.lock);
+     * memslot's memory all goes when it is removed. A change in flight may
+     * hold memory before it counts (a plug populates first) or after (an
+     * unplug removes memslots before it discards): the bound includes it. */
+    out->host_backed_bound =
+        o->guard ? c.plugged_size + (plugging ? inflight_blocks * c.block_size : 0)
+                 : (uint64_t)memslots * v->mem.slot_size + inflight_slot_bytes;
+    snprintf(out->id, sizeof(out->id), "%s", v->dev.id);
 }
 
 /* Under vm->control_lock (read): a guest reboot rebuilds the devices. */

@@ -58,7 +58,11 @@ static int fake_apply(void *backing, uint64_t off, uint64_t len, uint8_t want)
     return 0;
 }
 
-static int fake_plug(void *b, uint64_t off, uint64_t len) { return fake_apply(b, off, len, 1); }
+static int fake_plug(void *b, uint64_t off, uint64_t len, const _Atomic uint32_t *cancel)
+{
+    (void)cancel;
+    return fake_apply(b, off, len, 1);
+}
 static int fake_unplug(void *b, uint64_t off, uint64_t len) { return fake_apply(b, off, len, 0); }
 static const struct virtio_mem_backing_ops fake_ops = {fake_plug, fake_unplug};
 
@@ -104,7 +108,7 @@ static void step(struct virtio_mem *m, struct fuzz_in *in, uint64_t *answers)
         uint64_t before = c->plugged_size;
         struct virtio_mem_resp resp;
         memset(&resp, 0xa5, sizeof(resp));
-        virtio_mem_handle_request(m, &req, &resp);
+        virtio_mem_handle_request(m, &req, &resp, NULL);
         fake.fail_next = 0;
         (*answers)++;
         FUZZ_CHECK(resp.type <= VIRTIO_MEM_RESP_ERROR);

@@ -17,6 +17,15 @@
  * the console, offsets in hex from the region's start, one reply line each:
  *   p<off> <n>   plug n blocks      -> "ANSWER <type>" (0 ACK, 1 NACK, 2 BUSY, 3 ERROR)
  *   u<off> <n>   unplug n blocks    -> "ANSWER <type>"
+ *   P<off> <n>   plug n blocks and, until the answer, keep touching the
+ *                device as a driver's interrupt handler and config reader
+ *                would (InterruptStatus, InterruptACK, ConfigGeneration,
+ *                Status, plugged_size), timing each round with the TSC
+ *                -> 64 lines "ROUND <tsc ticks> <steal ns>", the longest rounds
+ *                   with the time the host kept this vCPU off a CPU during
+ *                   each (KVM steal time, 0 without it), then
+ *                   "ANSWER <type> ROUNDS <n> TOTALTSC <ticks> STEAL <0|1>"
+ *                (tests/local/test_device_locks.py)
  *   w<off> <n>   write one word per 4 KiB page of n blocks -> "WROTE"
  *   r<off> <n>   read them back     -> "READ <sum>"
  *   o            power off */
@@ -28,6 +37,7 @@
 #define PD_BASE 0x300000UL      /* page directories for guest-physical 4..8 GiB */
 #define QUEUE_BASE 0x400000UL   /* descriptor table, avail and used rings */
 #define REQ_BASE 0x410000UL
+#define STEAL_BASE 0x420000UL   /* struct kvm_steal_time, 64-byte aligned */
 
 __asm__(".section .entry, \"ax\"\n"
         ".org 0x200\n"                    /* 64-bit entry: load address + 0x200 */
@@ -161,8 +171,9 @@ static void init_device(void)
     *reg(0x070) = 1 | 2 | 8 | 4;                         /* DRIVER_OK */
 }
 
-/* One request, answered synchronously (the device thread serves it). */
-static uint16_t request(uint16_t type, uint64_t addr, uint16_t nb_blocks)
+/* Puts one request on the ring and notifies; returns the used index that
+ * answers it. */
+static uint16_t submit(uint16_t type, uint64_t addr, uint16_t nb_blocks)
 {
     volatile struct req *rq = (struct req *)REQ_BASE;
     volatile struct resp *rs = (struct resp *)(REQ_BASE + 64);
@@ -178,10 +189,120 @@ static uint16_t request(uint16_t type, uint64_t addr, uint16_t nb_blocks)
     avail[1] = ++next_avail;
     __atomic_thread_fence(__ATOMIC_SEQ_CST);
     *reg(0x050) = 0;
+    return want;
+}
+
+/* One request, answered synchronously (the device thread serves it). */
+static uint16_t request(uint16_t type, uint64_t addr, uint16_t nb_blocks)
+{
+    uint16_t want = submit(type, addr, nb_blocks);
     while (used[1] != want)
         __asm__ volatile("pause");
     *reg(0x064) = *reg(0x060);                           /* ACK the interrupt */
-    return rs->type;
+    return ((volatile struct resp *)(REQ_BASE + 64))->type;
+}
+
+static inline uint64_t rdtsc(void)
+{
+    uint32_t lo, hi;
+    __asm__ volatile("lfence; rdtsc; lfence" : "=a"(lo), "=d"(hi));
+    return lo | (uint64_t)hi << 32;
+}
+
+static void putdec(uint64_t v);
+
+static inline void cpuid(uint32_t leaf, uint32_t *a, uint32_t *b, uint32_t *c, uint32_t *d)
+{
+    __asm__ volatile("cpuid" : "=a"(*a), "=b"(*b), "=c"(*c), "=d"(*d) : "a"(leaf), "c"(0));
+}
+
+/* KVM's steal time (MSR_KVM_STEAL_TIME): how long the host kept this vCPU
+ * runnable but off a CPU, in ns. A round that waits for a lock in the VMM
+ * sleeps, which is not steal; a round the host merely preempted is. So
+ * subtracting it keeps the other load on a shared test host out of the
+ * measurement, and nothing else. */
+static volatile uint64_t *const steal_time = (uint64_t *)STEAL_BASE;
+
+static int steal_time_on(void)
+{
+    uint32_t a, b, c, d;
+    cpuid(0x40000000, &a, &b, &c, &d);
+    if (b != 0x4b4d564b || a < 0x40000001)             /* "KVMKVMKVM" */
+        return 0;
+    cpuid(0x40000001, &a, &b, &c, &d);
+    if (!(a & (1u << 5)))                                /* KVM_FEATURE_STEAL_TIME */
+        return 0;
+    uint64_t v = STEAL_BASE | 1;
+    __asm__ volatile("wrmsr" : : "c"(0x4b564d03), "a"((uint32_t)v), "d"((uint32_t)(v >> 32)));
+    return 1;
+}
+
+static uint64_t steal_ns(void)
+{
+    volatile uint32_t *version = (volatile uint32_t *)(STEAL_BASE + 12);
+    for (;;) {
+        uint32_t v = *version;
+        __atomic_thread_fence(__ATOMIC_SEQ_CST);
+        uint64_t s = *steal_time;
+        __atomic_thread_fence(__ATOMIC_SEQ_CST);
+        if (!(v & 1) && *version == v)
+            return s;
+    }
+}
+
+/* A plug the host serves while this vCPU keeps using the device: each
+ * round is what Linux's vm_interrupt and a config read do. The longest
+ * round is how long a vCPU can be stuck behind the device thread's work. */
+#define KEEP 64
+
+/* A plug the host serves while this vCPU keeps using the device: each
+ * round is what Linux's vm_interrupt and a config read do. The KEEP
+ * longest rounds are reported with the steal time during each; every other
+ * round was no longer than the shortest of them. */
+static void timed_plug(uint64_t addr, uint16_t nb_blocks)
+{
+    int steal = steal_time_on();
+    uint64_t round[KEEP] = {0}, stolen[KEEP] = {0};
+    unsigned shortest = 0;                               /* index of the smallest kept */
+    uint16_t want = submit(0, addr, nb_blocks);
+    uint64_t rounds = 0, start = rdtsc(), sink = 0;
+    while (used[1] != want) {
+        uint64_t s0 = steal ? steal_ns() : 0;
+        uint64_t t0 = rdtsc();
+        uint32_t isr = *reg(0x060);                      /* InterruptStatus */
+        *reg(0x064) = isr;                               /* InterruptACK */
+        sink += *reg(0x0fc);                             /* ConfigGeneration */
+        sink += *reg(0x070);                             /* Status */
+        sink += *reg(0x100 + 0x28);                      /* plugged_size, low half */
+        uint64_t dt = rdtsc() - t0;
+        if (dt > round[shortest]) {
+            round[shortest] = dt;
+            stolen[shortest] = steal ? steal_ns() - s0 : 0;
+            for (unsigned k = 0; k < KEEP; k++)
+                if (round[k] < round[shortest])
+                    shortest = k;
+        }
+        rounds++;
+    }
+    uint64_t total = rdtsc() - start;
+    (void)sink;
+    *reg(0x064) = *reg(0x060);
+    for (unsigned k = 0; k < KEEP; k++) {
+        puts("ROUND ");
+        putdec(round[k]);
+        putc(' ');
+        putdec(stolen[k]);
+        putc('\n');
+    }
+    puts("ANSWER ");
+    putdec(((volatile struct resp *)(REQ_BASE + 64))->type);
+    puts(" ROUNDS ");
+    putdec(rounds);
+    puts(" TOTALTSC ");
+    putdec(total);
+    puts(" STEAL ");
+    putdec((uint64_t)steal);
+    putc('\n');
 }
 
 static void plug(uint64_t addr, uint64_t block, int plug_it)
@@ -245,6 +366,9 @@ static void interactive(uint64_t base, uint64_t block)
             puts("ANSWER ");
             putdec(request(line[0] == 'p' ? 0 : 1, at, (uint16_t)count));
             putc('\n');
+            break;
+        case 'P':
+            timed_plug(at, (uint16_t)count);
             break;
         case 'w':
         case 'r':

@@ -46,8 +46,9 @@ struct fake_backing {
     uint64_t last_offset[16], last_len[16];
 };
 
-static int fake_plug(void *b, uint64_t offset, uint64_t len)
+static int fake_plug(void *b, uint64_t offset, uint64_t len, const _Atomic uint32_t *cancel)
 {
+    (void)cancel;
     struct fake_backing *fb = b;
     fb->plugs++;
     (void)offset;
@@ -89,7 +90,7 @@ static uint16_t req_state(struct virtio_mem *m, uint16_t type, uint64_t addr, ui
     rq.nb_blocks = htole16(nb);
     struct virtio_mem_resp rs;
     memset(&rs, 0xa5, sizeof(rs));
-    virtio_mem_handle_request(m, &rq, &rs);
+    virtio_mem_handle_request(m, &rq, &rs, NULL);
     CHECK_EQ(rs.padding[0] | rs.padding[1] | rs.padding[2], 0);
     if (state)
         *state = le16toh(rs.state);
