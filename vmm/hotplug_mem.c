@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <linux/falloc.h>
 #include <linux/kvm.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -84,7 +85,7 @@ static int populate(const struct hotplug_mem *hm, uint64_t offset, uint64_t len,
 {
     uint64_t chunk = POPULATE_CHUNK > hm->page_size ? POPULATE_CHUNK : hm->page_size;
     for (uint64_t done = 0; done < len;) {
-        if (cancel && __atomic_load_n(cancel, __ATOMIC_RELAXED))
+        if (cancel && atomic_load_explicit(cancel, memory_order_relaxed))
             return -ECANCELED;
         uint64_t n = len - done < chunk ? len - done : chunk;
         int rc;

@@ -65,7 +65,7 @@ static int gated_plug(void *b, uint64_t offset, uint64_t len, const _Atomic uint
     pthread_cond_broadcast(&g->cond);
     /* As populate does between chunks: look at cancel every millisecond
      * (nobody signals it; the transport only raises the flag). */
-    while (!g->open && !(cancel && __atomic_load_n(cancel, __ATOMIC_RELAXED))) {
+    while (!g->open && !(cancel && atomic_load_explicit(cancel, memory_order_relaxed))) {
         struct timespec ts;
         deadline(&ts, 1);
         pthread_cond_timedwait(&g->cond, &g->lock, &ts);
@@ -319,6 +319,6 @@ TEST(reset_cuts_a_plug_short)
     struct virtio_mem_config c;
     virtio_mem_get_config(&f.dev, &c);
     CHECK_EQ(c.plugged_size, 0);
-    CHECK_EQ(__atomic_load_n(&f.t.cancel, __ATOMIC_RELAXED), 0);
+    CHECK_EQ(atomic_load_explicit(&f.t.cancel, memory_order_relaxed), 0);
     teardown(&f);
 }
