@@ -48,7 +48,8 @@ void vmmio_mark_broken_locked(struct virtio_mmio *t, const char *fmt, ...)
     vsnprintf(why, sizeof(why), fmt, ap);
     va_end(ap);
     log_warn_ratelimited(&t->queue_rl, "%s: %s; device needs reset", t->name, why);
-    t->broken = true;
+    /* Written under t->lock; the API reads it without (vm_control.c). */
+    __atomic_store_n(&t->broken, true, __ATOMIC_RELEASE);
     /* virtio 1.2, 2.1.2: a live driver learns of NEEDS_RESET through a
      * configuration change notification. */
     if (vmmio_status(t) & VIRTIO_STATUS_DRIVER_OK)
@@ -68,7 +69,7 @@ void vmmio_reset_locked(struct virtio_mmio *t)
     t->driver_features_sel = 0;
     t->driver_features = 0;
     t->queue_sel = 0;
-    t->broken = false;
+    __atomic_store_n(&t->broken, false, __ATOMIC_RELEASE);
     t->raise_pending = 0;
     atomic_store(&t->interrupt_status, 0);
     vmmio_set_status(t, 0);

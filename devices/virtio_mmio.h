@@ -82,7 +82,8 @@ struct virtio_mmio {
      * taken away (QueueReady 0, reset) under serve_lock too. The device
      * thread uses them holding serve_lock. */
     struct virtq queues[VIRTIO_MAX_QUEUES];
-    bool broken;                /* NEEDS_RESET set; queues not served */
+    bool broken;                /* NEEDS_RESET set; queues not served. Written under
+                                 * lock with atomic stores: the API reads it without */
     uint32_t raise_pending;     /* interrupt bits to raise once lock is dropped */
 
     /* Touched without the lock (device models signal from any thread). */
