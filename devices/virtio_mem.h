@@ -115,7 +115,7 @@ struct virtio_mem {
     /* Called without m->lock held, from the device's thread or a vCPU; set
      * before the device runs. */
     void (*observer)(void *opaque, struct virtio_mem *m, enum virtio_mem_event what);
-    void *observer_opaque;  /* malformed chains, guest-triggered */
+    void *observer_opaque;      /* the observer's first argument */
     struct {                    /* counters per request type and answer */
         uint64_t plug, unplug, unplug_all, state;
         uint64_t ack, nack, busy, error;
@@ -152,8 +152,10 @@ int virtio_mem_set_requested_size(struct virtio_mem *m, uint64_t requested, char
 /* A snapshot of the config space (for the API and tests). */
 void virtio_mem_get_config(struct virtio_mem *m, struct virtio_mem_config *out);
 
-/* System reset (the guest rebooted): unplug everything, plugged_size 0,
- * after the request in flight if there is one. */
+/* Unplugs everything (after the request in flight, if there is one):
+ * plugged_size 0, the usable region shrunk to what is requested. A guest
+ * reboot does not use it (vm_reset builds the devices afresh); the tests and
+ * fuzzers do, to take one device through many lives. */
 int virtio_mem_system_reset(struct virtio_mem *m);
 
 void virtio_mem_destroy(struct virtio_mem *m);

@@ -40,4 +40,8 @@ void vmmio_reset_locked(struct virtio_mmio *t);
 /* Wakes the device thread for queue `index` (< num_queues). */
 void vmmio_kick(struct virtio_mmio *t, unsigned index);
 
+/* The device thread's kernel name (15 characters and a NUL) for a device
+ * named "<type> <id>": distinct for distinct IDs (docs/architecture.md). */
+void vmmio_thread_name(const char *device, char out[16]);
+
 #endif

@@ -102,6 +102,26 @@ static void *device_thread(void *arg)
     }
 }
 
+void vmmio_thread_name(const char *device, char out[16])
+{
+    /* The kernel keeps 15 characters: "virtio-mem node0" and "virtio-mem
+     * node1" would both be "virtio-mem node". The ID after the last space is
+     * what tells devices apart, so it leads: "vio-node0"; an ID too long for
+     * that keeps its first 8 characters and a hash of the whole, so IDs that
+     * differ only further on still get different names. */
+    const char *space = strrchr(device, ' ');
+    const char *id = space ? space + 1 : device;
+    size_t len = strlen(id);
+    if (len <= 11) {
+        snprintf(out, 16, "vio-%s", id);
+        return;
+    }
+    uint32_t h = 2166136261u;           /* FNV-1a */
+    for (const char *p = id; *p; p++)
+        h = (h ^ (uint8_t)*p) * 16777619u;
+    snprintf(out, 16, "vio-%.8s~%02x", id, (unsigned)(h ^ (h >> 8) ^ (h >> 16) ^ (h >> 24)) & 0xff);
+}
+
 int virtio_mmio_start(struct virtio_mmio *t)
 {
     if (t->thread_started)
@@ -113,9 +133,8 @@ int virtio_mmio_start(struct virtio_mmio *t)
     }
     t->thread_started = true;
     /* Named here rather than by the thread, so it is named once we return. */
-    char name[16];      /* the kernel's limit, including the NUL */
-    memcpy(name, t->name, sizeof(name) - 1);
-    name[sizeof(name) - 1] = 0;
+    char name[16];
+    vmmio_thread_name(t->name, name);
     rc = pthread_setname_np(t->thread, name);
     if (rc)
         log_warn("%s: naming the device thread: %s", t->name, strerror(rc));

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "devices/virtio_mmio.h"
+#include "devices/virtio_mmio_internal.h"
 #include "unit.h"
 #include "vmm/guest_mem.h"
 #include "vmm/io_bus.h"
@@ -714,7 +715,7 @@ TEST(device_threads_serve_notifications)
     CHECK_EQ(virtio_mmio_start(&b.t), 0);
     char name[16] = "";
     CHECK_EQ(pthread_getname_np(a.t.thread, name, sizeof(name)), 0);
-    CHECK(strcmp(name, "fake0") == 0);
+    CHECK(strcmp(name, "vio-fake0") == 0);
 
     submit(&a, 0, 100);
     wr(&a, VIRTIO_MMIO_QUEUE_NOTIFY, 0);
@@ -798,4 +799,20 @@ TEST(kvm_ioeventfd_binding)
     virtio_mmio_destroy(&t2);
     close(vm);
     close(kvm);
+}
+
+TEST(device_thread_names_stay_distinct)
+{
+    char a[16], b[16], c[16], d[16];
+    vmmio_thread_name("virtio-mem node0", a);
+    vmmio_thread_name("virtio-mem node1", b);
+    CHECK(!strcmp(a, "vio-node0"));
+    CHECK(!strcmp(b, "vio-node1"));
+    vmmio_thread_name("virtio-mem abcdefghijk", c);          /* 11: kept whole */
+    CHECK(!strcmp(c, "vio-abcdefghijk"));
+    vmmio_thread_name("virtio-mem memory-region-one", c);
+    vmmio_thread_name("virtio-mem memory-region-two", d);
+    CHECK_EQ(strlen(c), 15);
+    CHECK(!strncmp(c, "vio-memory-r~", 13));
+    CHECK(strcmp(c, d) != 0);
 }
