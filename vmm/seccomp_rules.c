@@ -210,7 +210,7 @@ static const struct allowed_ioctl crash_ioctls[] = {
     {TCSETS, "a fatal signal restores the terminal from whichever thread it hits"},
 };
 
-static const int madvise_common[] = {MADV_DONTNEED};   /* glibc frees thread stacks */
+static const int madvise_common[] = {MADV_DONTNEED};   /* glibc frees thread stacks; malloc_trim after an API burst */
 static const int madvise_device[] = {MADV_REMOVE, MADV_POPULATE_WRITE};
 static const int madvise_main[] = {MADV_DONTDUMP};     /* guest memory of a rebuilt VM */
 
