@@ -4,7 +4,6 @@
  * and the client hanging up. */
 #include <errno.h>
 #include <inttypes.h>
-#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -17,17 +16,17 @@ struct events_stream {
     struct api_server *s;
     struct event_bus *bus;
     uint64_t cursor;
-    int fd;                     /* the client's socket, to see it hang up */
+    struct MHD_Connection *c;   /* to see the client hang up */
     char line[EVENT_MAX_LEN + 1];
     size_t off, len;            /* the part of line not yet handed to MHD */
 };
 
-static bool client_gone(int fd)
+/* The response's end: the stream's slot among the long requests is free. */
+static void free_stream(void *cls)
 {
-    if (fd < 0)
-        return false;
-    struct pollfd p = {.fd = fd, .events = POLLRDHUP};
-    return poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL));
+    struct events_stream *st = cls;
+    api_long_end(st->s);
+    free(st);
 }
 
 static ssize_t read_events(void *cls, uint64_t pos, char *buf, size_t max)
@@ -54,7 +53,7 @@ static ssize_t read_events(void *cls, uint64_t pos, char *buf, size_t max)
         }
         if (rc < 0 || atomic_load(&st->s->stopping))    /* the VMM is exiting */
             return MHD_CONTENT_READER_END_OF_STREAM;
-        if (client_gone(st->fd))
+        if (api_client_gone(st->c))
             return MHD_CONTENT_READER_END_WITH_ERROR;
     }
 }
@@ -87,26 +86,31 @@ enum MHD_Result api_events_get(struct api_server *s, struct MHD_Connection *c)
             cursor = last;
     }
 
+    if (!api_long_begin(s))
+        return api_send_error(c, MHD_HTTP_TOO_MANY_REQUESTS, NULL,
+                              "too many event streams and waiting requests (%d); try again "
+                              "later", API_MAX_LONG);
     struct events_stream *st = calloc(1, sizeof(*st));
-    if (!st)
+    if (!st) {
+        api_long_end(s);
         return api_send_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, NULL, "out of memory");
+    }
     st->s = s;
     st->bus = bus;
     st->cursor = cursor;
-    const union MHD_ConnectionInfo *ci =
-        MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
-    st->fd = ci ? ci->connect_fd : -1;
+    st->c = c;
 
     struct MHD_Response *resp =
         MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, sizeof(st->line), read_events, st,
-                                          free);
+                                          free_stream);
     if (!resp) {
-        free(st);
+        free_stream(st);
         return api_send_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, NULL, "out of memory");
     }
     enum MHD_Result ret = MHD_NO;
     if (MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/x-ndjson") ==
             MHD_YES &&
+        api_add_connection_close(resp) == MHD_YES &&
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store") == MHD_YES) {
         /* A stream may be quiet for hours: no idle timeout for it. */
         api_connection_timeout(c, 0);

@@ -8,6 +8,14 @@
 
 #include "vmm/size_parse.h"
 
+/* One request per connection: the next one must come through the front
+ * door (api_front.c) on a new connection, to be checked before
+ * libmicrohttpd parses it. */
+enum MHD_Result api_add_connection_close(struct MHD_Response *r)
+{
+    return MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
+}
+
 /* A last answer that needs no allocation. */
 static enum MHD_Result send_oom(struct MHD_Connection *c)
 {
@@ -17,7 +25,8 @@ static enum MHD_Result send_oom(struct MHD_Connection *c)
     if (!r)
         return MHD_NO;
     enum MHD_Result ret = MHD_NO;
-    if (MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json") == MHD_YES)
+    if (MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json") == MHD_YES &&
+        api_add_connection_close(r) == MHD_YES)
         ret = MHD_queue_response(c, MHD_HTTP_INTERNAL_SERVER_ERROR, r);
     MHD_destroy_response(r);
     return ret;
@@ -34,6 +43,7 @@ static enum MHD_Result send_owned(struct MHD_Connection *c, unsigned status,
     }
     enum MHD_Result ret = MHD_NO;
     if (MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, content_type) == MHD_YES &&
+        api_add_connection_close(r) == MHD_YES &&
         (!allow || MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, allow) == MHD_YES))
         ret = MHD_queue_response(c, status, r);
     MHD_destroy_response(r);

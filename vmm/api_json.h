@@ -10,6 +10,9 @@
 
 #include "vmm/vm_control.h"
 
+/* Adds "Connection: close": every answer ends its connection (api_json.c). */
+enum MHD_Result api_add_connection_close(struct MHD_Response *r);
+
 /* Queues body (dumped compactly, then released) with status. */
 enum MHD_Result api_send_json(struct MHD_Connection *c, unsigned status, json_t *body);
 

@@ -58,17 +58,25 @@ static enum MHD_Result get_virtio_mem_list(struct api_server *s, struct MHD_Conn
     return api_send_json(c, MHD_HTTP_OK, list ? json_pack("{s:o}", "devices", list) : NULL);
 }
 
-static enum MHD_Result no_such_device(struct MHD_Connection *c, const char *id)
+static enum MHD_Result no_such_device(struct MHD_Connection *c, const struct api_request *r)
 {
-    return api_send_error(c, MHD_HTTP_NOT_FOUND, NULL, "no virtio-mem device '%s'", id);
+    return api_send_error(c, MHD_HTTP_NOT_FOUND, NULL, "no virtio-mem device '%s%s'", r->id,
+                          r->id_too_long ? "..." : "");
+}
+
+/* vmc_virtio_mem_get for the request's exact ID. */
+static int device_get(struct api_server *s, const struct api_request *r,
+                      struct vmc_virtio_mem_info *d)
+{
+    return r->id_too_long ? -ENOENT : vmc_virtio_mem_get(s->vm, r->id, d);
 }
 
 static enum MHD_Result get_virtio_mem(struct api_server *s, struct MHD_Connection *c,
                                       struct api_request *r)
 {
     struct vmc_virtio_mem_info d;
-    if (vmc_virtio_mem_get(s->vm, r->id, &d) != 0)
-        return no_such_device(c, r->id);
+    if (device_get(s, r, &d) != 0)
+        return no_such_device(c, r);
     return api_send_json(c, MHD_HTTP_OK, api_json_virtio_mem(&d));
 }
 
@@ -81,7 +89,9 @@ static double mono_s(void)
 
 /* Polls the device until the guest has plugged what was requested. The
  * connection's idle timeout is off meanwhile: this request is quiet on
- * purpose. Returns 1 reached, 0 timed out, -ENOENT device gone. */
+ * purpose. A client that hangs up ends the wait (else an abandoned
+ * ?wait=3600 would hold its thread and slot for an hour). Returns 1
+ * reached, 0 timed out, -ENOENT device gone, -EPIPE client gone. */
 static int wait_plugged(struct api_server *s, struct MHD_Connection *c, const char *id,
                         double seconds, struct vmc_virtio_mem_info *d)
 {
@@ -95,6 +105,10 @@ static int wait_plugged(struct api_server *s, struct MHD_Connection *c, const ch
         }
         if (d->plugged_size == d->requested_size) {
             result = 1;
+            break;
+        }
+        if (api_client_gone(c)) {
+            result = -EPIPE;
             break;
         }
         double left = deadline - mono_s();
@@ -114,8 +128,8 @@ static enum MHD_Result patch_virtio_mem(struct api_server *s, struct MHD_Connect
                                         struct api_request *r)
 {
     struct vmc_virtio_mem_info d;
-    if (vmc_virtio_mem_get(s->vm, r->id, &d) != 0)
-        return no_such_device(c, r->id);
+    if (device_get(s, r, &d) != 0)
+        return no_such_device(c, r);
 
     const char *wait = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "wait");
     bool waiting = MHD_lookup_connection_value_n(c, MHD_GET_ARGUMENT_KIND, "wait", 4, NULL,
@@ -128,9 +142,16 @@ static enum MHD_Result patch_virtio_mem(struct api_server *s, struct MHD_Connect
     if (rc)
         return api_send_error(c, MHD_HTTP_BAD_REQUEST, NULL, "%s", err);
 
+    /* Taken before the resize, so a 429 changes nothing. */
+    if (waiting && !api_long_begin(s))
+        return api_send_error(c, MHD_HTTP_TOO_MANY_REQUESTS, NULL,
+                              "too many event streams and waiting requests (%d); try again "
+                              "later", API_MAX_LONG);
     rc = vmc_virtio_mem_resize(s->vm, r->id, requested, err, sizeof(err));
+    if (rc && waiting)
+        api_long_end(s);
     if (rc == -ENOENT)
-        return no_such_device(c, r->id);
+        return no_such_device(c, r);
     if (rc == -EINVAL)
         return api_send_error(c, MHD_HTTP_BAD_REQUEST, NULL, "%s", err);
     if (rc)
@@ -138,12 +159,15 @@ static enum MHD_Result patch_virtio_mem(struct api_server *s, struct MHD_Connect
 
     if (!waiting) {
         if (vmc_virtio_mem_get(s->vm, r->id, &d) != 0)
-            return no_such_device(c, r->id);
+            return no_such_device(c, r);
         return api_send_json(c, MHD_HTTP_ACCEPTED, api_json_virtio_mem(&d));
     }
     rc = wait_plugged(s, c, r->id, wait_s, &d);
+    api_long_end(s);
+    if (rc == -EPIPE)
+        return MHD_NO;          /* nobody to answer: close */
     if (rc < 0)
-        return no_such_device(c, r->id);
+        return no_such_device(c, r);
     if (rc == 1)
         return api_send_json(c, MHD_HTTP_OK, api_json_virtio_mem(&d));
     json_t *dev = api_json_virtio_mem(&d);
@@ -216,7 +240,9 @@ static const struct api_route *find_route(const char *url, struct api_request *r
         const char *id = url + n;
         if (strncmp(url, rt->path, n) != 0 || !*id || strchr(id, '/'))
             continue;
-        /* Cut or not, longer than any device ID: the handler's 404. */
+        /* IDs are exact: one too long for r->id is no device's, and must
+         * not be cut to one that is (the handlers' 404). */
+        r->id_too_long = strlen(id) >= sizeof(r->id);
         snprintf(r->id, sizeof(r->id), "%s", id);
         return rt;
     }

@@ -8,7 +8,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define API_LISTEN_BACKLOG 128
+/* As many as the API serves at once (API_MAX_CONNECTIONS): a burst of
+ * clients connecting together is queued, not refused with EAGAIN. */
+#define API_LISTEN_BACKLOG 256
 
 __attribute__((format(printf, 4, 5)))
 static int fail(int rc, char *err, size_t errlen, const char *fmt, ...)

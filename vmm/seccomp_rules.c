@@ -117,7 +117,11 @@ static const struct allowed console_calls[] = {
 
 static const struct allowed api_calls[] = {
     {"accept", "client connections"},
-    {"accept4", "client connections"},
+    {"accept4", "client connections (the front door, api_front.c)"},
+    {"epoll_create1", "the front door waits on the listening socket and new connections"},
+    {"epoll_ctl", "the front door adds and removes connections"},
+    {"epoll_wait", "the front door's wait"},
+    {"epoll_pwait", "the front door's wait (glibc's epoll_wait on arm64)"},
     {"read", "requests, inter-thread eventfds"},
     {"recvfrom", "requests"},
     {"recvmsg", "requests"},
@@ -206,7 +210,7 @@ static const struct allowed_ioctl crash_ioctls[] = {
     {TCSETS, "a fatal signal restores the terminal from whichever thread it hits"},
 };
 
-static const int madvise_common[] = {MADV_DONTNEED};   /* glibc frees thread stacks */
+static const int madvise_common[] = {MADV_DONTNEED};   /* glibc frees thread stacks; malloc_trim after an API burst */
 static const int madvise_device[] = {MADV_REMOVE, MADV_POPULATE_WRITE};
 static const int madvise_main[] = {MADV_DONTDUMP};     /* guest memory of a rebuilt VM */
 
