@@ -244,9 +244,33 @@ def cli_seeds():
         yield name, b"\0".join(a.encode() for a in argv)
 
 
+# ---- http: raw bytes a client sends the API's front door --------------------
+def http_seeds():
+    body = b'{"requested_size":"1G"}'
+    reqs = {
+        "get": b"GET /vm HTTP/1.1\r\nHost: localhost\r\n\r\n",
+        "patch": b"PATCH /virtio-mem/node0?wait=5 HTTP/1.1\r\nHost: x\r\n"
+                 b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+                 % (len(body), body),
+        "expect": b"PUT /vm/actions HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+                  b"Content-Length: 23\r\n\r\n",
+        "two-hosts": b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+        "cl-and-te": b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n"
+                     b"Transfer-Encoding: chunked\r\n\r\nabc",
+        "chunked": b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+                   b"3\r\nabc\r\n0\r\n\r\n",
+        "space-colon": b"GET / HTTP/1.1\r\nHost : a\r\n\r\n",
+        "nul-path": b"GET /virtio-mem/a\0b HTTP/1.1\r\nHost: a\r\n\r\n",
+        "pct00": b"GET /virtio-mem/node0%00x HTTP/1.1\r\nHost: a\r\n\r\n",
+        "http10": b"GET /metrics HTTP/1.0\r\n\r\n",
+        "folded": b"GET / HTTP/1.1\r\nHost: a\r\nX: 1\r\n 2\r\n\r\n",
+    }
+    yield from reqs.items()
+
+
 def main():
     targets = {"virtqueue": vq_seeds, "virtio_mem": vm_seeds, "virtio_mmio": mmio_seeds,
-               "api": api_seeds, "cli": cli_seeds}
+               "api": api_seeds, "cli": cli_seeds, "http": http_seeds}
     for target, gen in targets.items():
         d = os.path.join(CORPUS, target)
         os.makedirs(d, exist_ok=True)
