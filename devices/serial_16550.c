@@ -2,7 +2,7 @@
 
 #include <errno.h>
 #include <string.h>
-#include <time.h>
+#include <sys/eventfd.h>
 #include <unistd.h>
 
 /* Register offsets */
@@ -45,21 +45,47 @@
 #define MSR_RI 0x40
 #define MSR_DCD 0x80
 
-void serial_16550_init(struct serial_16550 *s, int out_fd, const struct irq_line *irq)
+int serial_16550_init(struct serial_16550 *s, const struct irq_line *irq)
 {
     memset(s, 0, sizeof(*s));
+    s->notify_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (s->notify_fd < 0)
+        return -errno;
     pthread_mutex_init(&s->lock, NULL);
-    pthread_cond_init(&s->rx_space, NULL);
-    s->out_fd = out_fd;
     s->irq = irq;
     s->mcr = MCR_OUT2;
     s->dll = 0x0c;      /* 9600 baud, what firmware would leave behind */
+    return 0;
 }
 
 void serial_16550_destroy(struct serial_16550 *s)
 {
-    pthread_cond_destroy(&s->rx_space);
+    if (s->notify_fd < 0)
+        return;
     pthread_mutex_destroy(&s->lock);
+    close(s->notify_fd);
+    s->notify_fd = -1;
+}
+
+/* The system calls a register access or push caused, made once the lock is
+ * dropped: both are non-blocking eventfd writes, but even those stay out of
+ * the lock so that no thread ever waits for the UART behind a syscall. A
+ * raise made late is still made after the state change that caused it, so
+ * the guest reads that state when it takes the interrupt. */
+static void unlock_and_signal(struct serial_16550 *s)
+{
+    bool raise = s->raise_irq, notify = s->notify;
+    s->raise_irq = s->notify = false;
+    pthread_mutex_unlock(&s->lock);
+    if (raise && s->irq)
+        irq_line_trigger(s->irq);
+    if (notify) {
+        uint64_t one = 1;
+        /* Cannot fail but with EAGAIN (counter saturated), and then the
+         * console is woken anyway. */
+        ssize_t r = write(s->notify_fd, &one, sizeof(one));
+        (void)r;
+    }
 }
 
 static uint8_t current_iir(const struct serial_16550 *s)
@@ -77,8 +103,8 @@ static uint8_t current_iir(const struct serial_16550 *s)
 static void update_irq(struct serial_16550 *s, bool new_event)
 {
     bool pending = (current_iir(s) & IIR_NONE) == 0;
-    if (pending && (new_event || !s->irq_asserted) && s->irq)
-        irq_line_trigger(s->irq);
+    if (pending && (new_event || !s->irq_asserted))
+        s->raise_irq = true;
     s->irq_asserted = pending;
 }
 
@@ -97,7 +123,10 @@ static uint8_t rx_pop_locked(struct serial_16550 *s)
     uint8_t byte = s->rx[s->rx_head];
     s->rx_head = (s->rx_head + 1) % SERIAL_RX_FIFO_SIZE;
     s->rx_count--;
-    pthread_cond_broadcast(&s->rx_space);
+    if (s->rx_waiter) {
+        s->rx_waiter = false;
+        s->notify = true;
+    }
     return byte;
 }
 
@@ -107,17 +136,22 @@ static void transmit_locked(struct serial_16550 *s, uint8_t byte)
         rx_push_locked(s, byte);
         return;
     }
-    if (s->out_fd < 0)
+    /* The UART always accepts the byte (THRE stays set): a guest that waits
+     * for THRE must not wait on the host's stdout. A full buffer drops it. */
+    if (s->tx_count == SERIAL_TX_BUF_SIZE) {
+        s->tx_dropped++;
+        /* The console says so once per overflow, not once per byte. */
+        if (!s->drop_notified) {
+            s->drop_notified = true;
+            s->notify = true;
+        }
         return;
-    for (;;) {
-        ssize_t n = write(s->out_fd, &byte, 1);
-        if (n == 1)
-            return;
-        if (n < 0 && errno == EINTR)
-            continue;
-        log_warn_ratelimited(&s->write_rl, "serial: console output dropped: %s",
-                             n < 0 ? strerror(errno) : "short write");
-        return;
+    }
+    s->tx[(s->tx_head + s->tx_count) % SERIAL_TX_BUF_SIZE] = byte;
+    s->tx_count++;
+    if (!s->tx_notified) {
+        s->tx_notified = true;
+        s->notify = true;
     }
 }
 
@@ -208,7 +242,10 @@ static void write_reg(struct serial_16550 *s, unsigned reg, uint8_t v)
         s->fcr = v & (FCR_ENABLE | 0xc0);
         if (v & FCR_CLEAR_RX) {
             s->rx_head = s->rx_count = 0;
-            pthread_cond_broadcast(&s->rx_space);
+            if (s->rx_waiter) {
+                s->rx_waiter = false;
+                s->notify = true;
+            }
         }
         update_irq(s, false);
         return;
@@ -234,7 +271,7 @@ static void serial_read(void *opaque, uint64_t offset, uint8_t *data, unsigned l
         return;
     pthread_mutex_lock(&s->lock);
     data[0] = read_reg(s, (unsigned)offset);
-    pthread_mutex_unlock(&s->lock);
+    unlock_and_signal(s);
 }
 
 static void serial_write(void *opaque, uint64_t offset, const uint8_t *data, unsigned len)
@@ -244,7 +281,7 @@ static void serial_write(void *opaque, uint64_t offset, const uint8_t *data, uns
         return;
     pthread_mutex_lock(&s->lock);
     write_reg(s, (unsigned)offset, data[0]);
-    pthread_mutex_unlock(&s->lock);
+    unlock_and_signal(s);
 }
 
 const struct io_handler serial_16550_io = {
@@ -261,33 +298,49 @@ size_t serial_16550_push_input(struct serial_16550 *s, const uint8_t *buf, size_
             rx_push_locked(s, buf[taken++]);
         if (taken)
             update_irq(s, (s->ier & IER_RDA) != 0);
+        /* Ask to be told when the guest makes room. */
+        s->rx_waiter = taken < n;
     }
-    pthread_mutex_unlock(&s->lock);
+    unlock_and_signal(s);
     return taken;
 }
 
-void serial_16550_wait_rx_space(struct serial_16550 *s, int timeout_ms)
+size_t serial_16550_take_output(struct serial_16550 *s, uint8_t *buf, size_t max)
 {
-    struct timespec deadline;
-    clock_gettime(CLOCK_REALTIME, &deadline);
-    deadline.tv_sec += timeout_ms / 1000;
-    deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-    if (deadline.tv_nsec >= 1000000000L) {
-        deadline.tv_sec++;
-        deadline.tv_nsec -= 1000000000L;
-    }
+    size_t n = 0;
     pthread_mutex_lock(&s->lock);
-    while (!s->closing && s->rx_count == SERIAL_RX_FIFO_SIZE) {
-        if (pthread_cond_timedwait(&s->rx_space, &s->lock, &deadline) == ETIMEDOUT)
-            break;
+    while (n < max && s->tx_count) {
+        size_t run = SERIAL_TX_BUF_SIZE - s->tx_head;
+        if (run > s->tx_count)
+            run = s->tx_count;
+        if (run > max - n)
+            run = max - n;
+        memcpy(buf + n, s->tx + s->tx_head, run);
+        n += run;
+        s->tx_head = (s->tx_head + run) % SERIAL_TX_BUF_SIZE;
+        s->tx_count -= run;
     }
+    if (n)
+        s->drop_notified = false;
+    /* Drained: the next byte written must wake the console again. */
+    if (!s->tx_count)
+        s->tx_notified = false;
     pthread_mutex_unlock(&s->lock);
+    return n;
+}
+
+uint64_t serial_16550_output_dropped(struct serial_16550 *s)
+{
+    pthread_mutex_lock(&s->lock);
+    uint64_t n = s->tx_dropped;
+    pthread_mutex_unlock(&s->lock);
+    return n;
 }
 
 void serial_16550_close(struct serial_16550 *s)
 {
     pthread_mutex_lock(&s->lock);
     s->closing = true;
-    pthread_cond_broadcast(&s->rx_space);
+    s->rx_waiter = false;
     pthread_mutex_unlock(&s->lock);
 }

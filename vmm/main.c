@@ -98,9 +98,14 @@ int main(int argc, char **argv)
         return 1;
     }
 
+    /* Guest output leaves through a non-blocking stdout of its own. */
+    struct console_output console_out;
+    console_output_open(&console_out, STDOUT_FILENO);
+
     /* Everything the main thread opens at start is open: from here on it
      * only waits, resets and tears down. */
     if (seccomp_enter(SECCOMP_ROLE_MAIN, "main") < 0) {
+        console_output_close(&console_out);
         api_server_stop(api);
         vm_destroy(&vm);
         return 1;
@@ -108,7 +113,7 @@ int main(int argc, char **argv)
 
     struct console console;
     for (;;) {
-        if (console_start(&console, &vm, vm.console_uart, STDIN_FILENO) < 0) {
+        if (console_start(&console, &vm, vm.console_uart, STDIN_FILENO, &console_out) < 0) {
             status = 1;
             break;
         }
@@ -149,5 +154,6 @@ int main(int argc, char **argv)
     event_bus_close(&vm.events);
     api_server_stop(api);
     vm_destroy(&vm);
+    console_output_close(&console_out);
     return status;
 }

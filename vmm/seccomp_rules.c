@@ -110,9 +110,10 @@ static const struct allowed guard_calls[] = {
 };
 
 static const struct allowed console_calls[] = {
-    {"read", "stdin and the wake eventfd"},
-    {"poll", "stdin and the wake eventfd"},
-    {"ppoll", "stdin and the wake eventfd"},
+    {"read", "stdin, the wake eventfd and the UART's eventfd"},
+    {"poll", "stdin, stdout (POLLOUT), the wake eventfd and the UART's eventfd"},
+    {"ppoll", "the same"},
+    {"sendto", "guest output when stdout is a socket (send with MSG_DONTWAIT)"},
 };
 
 static const struct allowed api_calls[] = {

@@ -134,7 +134,11 @@ int arch_vm_init(struct vm *vm)
     rc = irq_line_init(&x->com1_irq, vm->vm_fd, X86_COM1_GSI);
     if (rc)
         return rc;
-    serial_16550_init(&x->com1, STDOUT_FILENO, &x->com1_irq);
+    rc = serial_16550_init(&x->com1, &x->com1_irq);
+    if (rc) {
+        log_error("com1: %s", strerror(-rc));
+        return rc;
+    }
     x->com1_ready = true;
     rc = io_bus_register(&vm->pio, X86_COM1_PORT, 8, &serial_16550_io, &x->com1, "com1");
     if (rc)

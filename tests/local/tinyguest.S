@@ -60,6 +60,8 @@ _start:
         je      virtio_reset
         cmp     $'c', %al
         je      pit_calibration
+        cmp     $'f', %al
+        je      flood
 fail:
         lea     msg_fail(%rip), %rsi
         call    puts
@@ -91,6 +93,19 @@ echo:                                           /* echo input until 'q', then po
         je      acpi_poweroff
         call    putc
         jmp     echo
+
+flood:                                          /* print without end; 'q' on input powers off */
+        lea     msg_flood(%rip), %rsi
+        call    puts
+        mov     $0x3fd, %dx
+        in      %dx, %al
+        test    $1, %al
+        jz      flood
+        mov     $0x3f8, %dx
+        in      %dx, %al
+        cmp     $'q', %al
+        je      acpi_poweroff
+        jmp     flood
 
 unmapped_mmio:
         mov     $0xd0000000, %esi               /* a device window with no device */
@@ -177,6 +192,7 @@ msg_cmdline:    .asciz "cmdline="
 msg_initrd:     .asciz " initrd="
 msg_e820:       .asciz " e820="
 msg_mmio:       .asciz "MMIO-UNMAPPED-OK\n"
+msg_flood:      .asciz "FLOOD 0123456789abcdefghijklmnopqrstuvwxyz 0123456789abcdefghij\n"
 msg_hotplug:    .asciz "HOTPLUG-UNPLUGGED-OK\n"
 msg_pit:        .asciz "PIT-CALIBRATION-ENDS\n"
 msg_fail:       .asciz "TINY-GUEST-FAIL\n"

@@ -7,22 +7,18 @@
 struct uart_fixture {
     struct serial_16550 s;
     struct irq_line irq;
-    int out[2];
 };
 
 static void setup(struct uart_fixture *f)
 {
-    CHECK_EQ(pipe2(f->out, O_NONBLOCK), 0);
     CHECK_EQ(irq_line_init(&f->irq, -1, 4), 0);
-    serial_16550_init(&f->s, f->out[1], &f->irq);
+    CHECK_EQ(serial_16550_init(&f->s, &f->irq), 0);
 }
 
 static void teardown(struct uart_fixture *f)
 {
     serial_16550_destroy(&f->s);
     irq_line_destroy(&f->irq, -1);
-    close(f->out[0]);
-    close(f->out[1]);
 }
 
 static uint8_t rd(struct uart_fixture *f, unsigned reg)
@@ -46,6 +42,15 @@ static uint64_t irqs(struct uart_fixture *f)
     return n;
 }
 
+/* How many times the console was notified since the last call. */
+static uint64_t notes(struct uart_fixture *f)
+{
+    uint64_t n = 0;
+    if (read(f->s.notify_fd, &n, sizeof(n)) != sizeof(n))
+        return 0;
+    return n;
+}
+
 TEST(transmit_writes_to_output)
 {
     struct uart_fixture f;
@@ -53,10 +58,60 @@ TEST(transmit_writes_to_output)
     CHECK(rd(&f, 5) & 0x60);                 /* THRE | TEMT */
     wr(&f, 0, 'h');
     wr(&f, 0, 'i');
-    char buf[4] = {0};
-    CHECK_EQ(read(f.out[0], buf, sizeof(buf)), 2);
-    CHECK(!strcmp(buf, "hi"));
+    CHECK_EQ(notes(&f), 1);                  /* once, when the buffer stopped being empty */
+    uint8_t buf[4] = {0};
+    CHECK_EQ(serial_16550_take_output(&f.s, buf, sizeof(buf)), 2);
+    CHECK(!memcmp(buf, "hi", 2));
+    CHECK_EQ(serial_16550_take_output(&f.s, buf, sizeof(buf)), 0);
     CHECK_EQ(irqs(&f), 0);                   /* interrupts not enabled */
+    wr(&f, 0, '!');                          /* drained: the next byte notifies again */
+    CHECK_EQ(notes(&f), 1);
+    teardown(&f);
+}
+
+/* Nobody takes the output: the UART still accepts every byte at once (THRE
+ * and TEMT stay set, so a guest polling LSR never waits on the host), keeps
+ * the first SERIAL_TX_BUF_SIZE bytes and counts the rest as dropped. */
+TEST(full_output_buffer_drops_and_counts)
+{
+    static struct uart_fixture f;
+    setup(&f);
+    wr(&f, 1, 0x02);                         /* THR-empty interrupt on, as Linux's tty */
+    irqs(&f);
+    for (size_t i = 0; i < SERIAL_TX_BUF_SIZE + 100; i++) {
+        CHECK((rd(&f, 5) & 0x60) == 0x60);
+        wr(&f, 0, (uint8_t)('a' + i % 26));
+    }
+    CHECK_EQ(serial_16550_output_dropped(&f.s), 100);
+    /* One when output arrived, one at the first drop: no syscall per byte
+     * while stalled. */
+    CHECK_EQ(notes(&f), 2);
+    CHECK(irqs(&f) > 0);                     /* and the guest's driver keeps going */
+    static uint8_t out[SERIAL_TX_BUF_SIZE + 100];
+    CHECK_EQ(serial_16550_take_output(&f.s, out, sizeof(out)), SERIAL_TX_BUF_SIZE);
+    CHECK_EQ(out[0], 'a');
+    CHECK_EQ(out[SERIAL_TX_BUF_SIZE - 1], (uint8_t)('a' + (SERIAL_TX_BUF_SIZE - 1) % 26));
+    wr(&f, 0, 'z');                          /* room again: kept, not dropped */
+    CHECK_EQ(serial_16550_output_dropped(&f.s), 100);
+    CHECK_EQ(serial_16550_take_output(&f.s, out, 1), 1);
+    CHECK_EQ(out[0], 'z');
+    teardown(&f);
+}
+
+/* Input that does not fit waits in the console, which is told when the
+ * guest has read some: the console thread never sleeps on the FIFO. */
+TEST(receive_space_is_notified_to_a_waiting_console)
+{
+    struct uart_fixture f;
+    setup(&f);
+    static uint8_t big[SERIAL_RX_FIFO_SIZE + 10];
+    memset(big, 'y', sizeof(big));
+    CHECK_EQ(serial_16550_push_input(&f.s, big, sizeof(big)), SERIAL_RX_FIFO_SIZE);
+    CHECK_EQ(notes(&f), 0);
+    rd(&f, 0);
+    CHECK_EQ(notes(&f), 1);
+    rd(&f, 0);
+    CHECK_EQ(notes(&f), 0);                  /* once per wait */
     teardown(&f);
 }
 
@@ -121,8 +176,8 @@ TEST(loopback_as_linux_probes_it)
     wr(&f, 0, 'L');                          /* loopback data comes back in */
     CHECK(rd(&f, 5) & 0x01);
     CHECK_EQ(rd(&f, 0), 'L');
-    char buf[2];
-    CHECK_EQ(read(f.out[0], buf, 1), -1);    /* and is not transmitted */
+    uint8_t buf[2];
+    CHECK_EQ(serial_16550_take_output(&f.s, buf, 1), 0);    /* and is not transmitted */
     teardown(&f);
 }
 
