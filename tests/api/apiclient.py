@@ -78,6 +78,31 @@ def curl(sock, method, path, body=None, content_type="application/json", extra=(
     return Reply(status, headers, body_text.encode())
 
 
+def open_events(sock, timeout=60):
+    """A raw GET /events?since=0: every event kept so far is replayed, so a
+    stream opened late misses nothing and no test has to wait for it to be
+    subscribed. Read it with read_events."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(timeout)
+    s.connect(sock)
+    s.sendall(b"GET /events?since=0 HTTP/1.1\r\nHost: localhost\r\n\r\n")
+    return s
+
+
+def read_events(s):
+    """The events of a stream from open_events, up to the shutdown event
+    (the last one) or the end of the stream."""
+    data = b""
+    while b'"event":"shutdown"' not in data:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    s.close()
+    return [json.loads(line) for line in data.decode(errors="replace").splitlines()
+            if line.startswith("{")]
+
+
 class Vmm:
     def __init__(self, binary, kernel, sock, idle_timeout=None, extra=()):
         self.binary, self.kernel, self.sock = binary, kernel, sock

@@ -6,9 +6,7 @@ looks at the host's huge page pools between requests.
 The pools are the host's (/sys/kernel/mm/hugepages); each test sets the
 sizes it needs and puts the old ones back. Changing them needs root: CI runs
 as root; a developer run without root says SKIPPED."""
-import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -19,7 +17,7 @@ import pytest
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "api"))
 import tinyguest  # noqa: E402
-from apiclient import request  # noqa: E402
+from apiclient import open_events, read_events, request  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("local_kvm")
 
@@ -136,23 +134,6 @@ class Guest:
         return self.finish()
 
 
-def open_events(sock_path):
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.settimeout(60)
-    s.connect(sock_path)
-    s.sendall(b"GET /events HTTP/1.1\r\nHost: localhost\r\n\r\n")
-    return s
-
-
-def read_events(s):
-    data = b""
-    while b'"event":"shutdown"' not in data:
-        chunk = s.recv(65536)
-        if not chunk:
-            break
-        data += chunk
-    return [json.loads(line) for line in data.decode(errors="replace").splitlines()
-            if line.startswith("{")]
 
 
 def kvm_reports_fault_addresses():
@@ -261,7 +242,6 @@ def test_first_touch_the_host_cannot_back_stops_the_vm_with_a_reason(
     g = Guest(minivmm, guest_kernel, sock,
               virtio_mem=f"m0:4G,hugepages=2M,requested=4G,guard={guard}")
     events = open_events(sock)
-    time.sleep(0.2)                 # subscribed before the guest goes on
     assert g.request("p", 0, 1) == ACK
     g.p.stdin.write(b"w0 1\n")
     g.p.stdin.flush()
