@@ -201,7 +201,7 @@ class Soak:
     def __init__(self, host: hostlib.Host, minivmm: str, *, kernel: str = "6.1",
                  mem_mib: int = 512, cpus: int = 2, region: int = 4 * GIB,
                  files: int = 12, file_mib: int = 16, seed: int = 1, log=print,
-                 sock: str = "/tmp/minivmm-soak.sock"):
+                 sock: str = "/tmp/minivmm-soak.sock", guard: bool = False):
         if region <= 0 or region % STEP:
             raise ValueError(f"region {region} is not a positive multiple of 128 MiB")
         self.host = host
@@ -209,6 +209,7 @@ class Soak:
         self.kernel = kernel
         self.mem_mib = mem_mib
         self.cpus = cpus
+        self.guard = guard              # the device's userfaultfd guard (guard=on)
         self.region = region
         self.files = files
         self.file_mib = file_mib
@@ -343,7 +344,8 @@ class Soak:
             self.minivmm, "--kernel", self.host.guest_kernel(self.kernel),
             "--initrd", self.host.guest_initrd(self.kernel), "--cpus", str(self.cpus),
             "--mem", f"{self.mem_mib}M", "--cmdline", APPEND,
-            "--virtio-mem", f"{DEVICE}:{fmt_size(self.region)},requested={fmt_size(self.initial)}",
+            "--virtio-mem", f"{DEVICE}:{fmt_size(self.region)},requested={fmt_size(self.initial)}"
+            + (",guard=on" if self.guard else ""),
             "--api-sock", self.sock])
 
     def setup(self) -> None:
@@ -531,13 +533,14 @@ class Result:
 def run_soak(host: hostlib.Host, minivmm: str, *, cycles: int, seed: int, region: int,
              kernel: str = "6.1", mem_mib: int = 512, cpus: int = 2, files: int = 12,
              file_mib: int = 16, keep_going: bool = False, strict: bool = False,
-             log=print, sock: str = "/tmp/minivmm-soak.sock", after=None) -> Result:
+             log=print, sock: str = "/tmp/minivmm-soak.sock", after=None,
+             guard: bool = False) -> Result:
     """The whole soak; log() gets the header, one line per cycle and notes.
     after(soak), if given, runs once the cycles are done, before the kernel
     log check and the power-off (the test checks the checker there)."""
     t0 = time.monotonic()
     soak = Soak(host, minivmm, kernel=kernel, mem_mib=mem_mib, cpus=cpus, region=region,
-                files=files, file_mib=file_mib, seed=seed, log=log, sock=sock)
+                files=files, file_mib=file_mib, seed=seed, log=log, sock=sock, guard=guard)
     targets = pick_targets(random.Random(seed), region, cycles)
     done: list[Cycle] = []
     problems: list[str] = []
