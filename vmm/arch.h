@@ -49,6 +49,11 @@ int arch_describe_devices(struct vm *vm);
  * boot vCPU the kernel entry state. */
 int arch_vcpu_init(struct vm *vm, struct vcpu *vcpu);
 
+/* Logs where a vCPU stopped (registers, control state, pending events) as
+ * error lines, for an exit that ends the guest (an x86 triple fault). Called
+ * on the vCPU's own thread; a failed read is logged, never fatal. */
+void arch_vcpu_log_state(const struct vcpu *vcpu);
+
 void arch_vm_destroy(struct vm *vm);
 
 #endif

@@ -187,7 +187,9 @@ static const struct allowed_ioctl main_ioctls[] = {
     {TCSETS, "the console's terminal mode around a reset"},
     {TCSETSW, "the console's terminal mode around a reset"},
     {TCSETSF, "the console's terminal mode around a reset"},
-    {KVM_RUN, "inherited by the vCPU threads of a rebuilt VM (they allow only this)"},
+    {KVM_RUN, "inherited by the vCPU threads of a rebuilt VM (they allow only this and the state reads below)"},
+    {KVM_GET_REGS, "inherited by the vCPU threads: logging where a triple fault happened"},
+    {KVM_GET_VCPU_EVENTS, "inherited by the vCPU threads: logging where a triple fault happened"},
     {UFFDIO_API, "the hotplug memory guard's userfaultfd"},
     {UFFDIO_REGISTER, "the guard watches each virtio-mem region"},
     {_IO(0xAA, 0x00), "USERFAULTFD_IOC_NEW: a userfaultfd from /dev/userfaultfd"},
@@ -200,6 +202,9 @@ static const struct allowed_ioctl guard_ioctls[] = {
 
 static const struct allowed_ioctl vcpu_ioctls[] = {
     {KVM_RUN, "running the guest"},
+    {KVM_GET_REGS, "logging where a triple fault happened"},
+    {KVM_GET_SREGS, "logging where a triple fault happened"},
+    {KVM_GET_VCPU_EVENTS, "logging where a triple fault happened"},
 };
 
 static const struct allowed_ioctl device_ioctls[] = {

@@ -3,6 +3,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 
+#include "vmm/arch.h"
 #include "vmm/log.h"
 #include "vmm/vm_devices.h"
 #include "vmm/vm.h"
@@ -121,7 +122,9 @@ int vcpu_run_loop(struct vcpu *vcpu)
         case KVM_EXIT_INTR:
             break;
         case KVM_EXIT_SHUTDOWN:
-            /* x86 triple fault: what a PC does is reset. */
+            /* x86 triple fault: what a PC does is reset. Where the guest
+             * was is gone after the reset, so it is logged first. */
+            arch_vcpu_log_state(vcpu);
             vm_request_stop(vm, VM_STOP_REBOOT, "guest reset (triple fault on vCPU %u)",
                             vcpu->index);
             break;

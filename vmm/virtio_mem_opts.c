@@ -85,7 +85,7 @@ int virtio_mem_opts_parse(const char *text, struct virtio_mem_opts *o, char *err
     memcpy(o->id, text, id_len);
     o->id[id_len] = '\0';
 
-    bool node_given = false, block_given = false;
+    bool node_given = false, block_given = false, prealloc_given = false;
     const char *p = colon + 1;
     const char *comma = strchr(p, ',');
     size_t len = comma ? (size_t)(comma - p) : strlen(p);
@@ -136,6 +136,8 @@ int virtio_mem_opts_parse(const char *text, struct virtio_mem_opts *o, char *err
             else
                 return fail(err, errlen, "%s: %.*s=%.*s: expected on or off", o->id,
                             (int)key_len, p, (int)val_len, val);
+            if (KEY_IS("prealloc"))
+                prealloc_given = true;
         } else {
             return fail(err, errlen,
                         "%s: unknown key '%.*s' (node, block, requested, prealloc, guard, "
@@ -144,6 +146,11 @@ int virtio_mem_opts_parse(const char *text, struct virtio_mem_opts *o, char *err
         }
 #undef KEY_IS
     }
+
+    /* The guard backs blocks when they are plugged (vm_devices.c says why). */
+    if (o->guard && prealloc_given && !o->prealloc)
+        return fail(err, errlen, "%s: guard=on backs each block when it is plugged, as "
+                    "prealloc=on does; prealloc=off contradicts it", o->id);
 
     unsigned id_node;
     if (id_names_node(o->id, &id_node)) {

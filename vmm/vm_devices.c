@@ -227,9 +227,14 @@ int vm_devices_create(struct vm *vm)
         uint32_t gsi = first_gsi + index;
         uint64_t base = arch_device_mmio_base(index);
 
+        /* A guarded region is backed when a block is plugged (as with
+         * prealloc): KVM then never meets a missing page in a plugged block,
+         * so it never fetches one from a kernel worker (async page fault)
+         * that could run after the guest unplugged the block, which the
+         * guard could not tell from the guest touching unplugged memory. */
         rc = hotplug_mem_init(&v->mem, vm->vm_fd, o->id, place[i].gpa, place[i].size,
                               place[i].slot_size, o->block_size, place[i].first_slot,
-                              o->page_size, o->prealloc);
+                              o->page_size, o->prealloc || o->guard);
         if (rc)
             return rc;
         v->mem_ready = true;

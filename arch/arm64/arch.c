@@ -48,4 +48,5 @@ int arch_vm_init(struct vm *vm) { (void)vm; return not_yet(); }
 int arch_load_kernel(struct vm *vm) { (void)vm; return not_yet(); }
 int arch_describe_devices(struct vm *vm) { (void)vm; return not_yet(); }
 int arch_vcpu_init(struct vm *vm, struct vcpu *vcpu) { (void)vm; (void)vcpu; return not_yet(); }
+void arch_vcpu_log_state(const struct vcpu *vcpu) { (void)vcpu; }
 void arch_vm_destroy(struct vm *vm) { (void)vm; }

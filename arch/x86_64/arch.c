@@ -130,6 +130,14 @@ int arch_vm_init(struct vm *vm)
     x->supported_cpuid = x86_supported_cpuid(vm->kvm_fd, X86_CPUID_SPARE_ENTRIES);
     if (!x->supported_cpuid)
         return -ENOTSUP;
+    /* KVM emulates the TSC-deadline timer in its in-kernel LAPIC but (before
+     * Linux 6.14) leaves the bit out of KVM_GET_SUPPORTED_CPUID: the API
+     * documentation has userspace with KVM_CREATE_IRQCHIP set it when
+     * KVM_CAP_TSC_DEADLINE_TIMER is there, as other VMMs do. Without it Linux
+     * runs its LAPIC timer in one-shot mode on a frequency it calibrates. */
+    x86_cpuid_set_tsc_deadline(x->supported_cpuid,
+                               ioctl(vm->vm_fd, KVM_CHECK_EXTENSION,
+                                     KVM_CAP_TSC_DEADLINE_TIMER) > 0);
 
     rc = irq_line_init(&x->com1_irq, vm->vm_fd, X86_COM1_GSI);
     if (rc)
@@ -406,6 +414,11 @@ int arch_vcpu_init(struct vm *vm, struct vcpu *vcpu)
     if (!rc && vcpu->index == 0)
         rc = x86_set_boot_regs(vcpu->fd, x->entry, X86_ZERO_PAGE_ADDR);
     return rc;
+}
+
+void arch_vcpu_log_state(const struct vcpu *vcpu)
+{
+    x86_log_vcpu_state(vcpu->fd, vcpu->index);
 }
 
 void arch_vm_destroy(struct vm *vm)

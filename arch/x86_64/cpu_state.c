@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <linux/kvm.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -229,4 +230,49 @@ int x86_set_lapic(int vcpu_fd, unsigned index)
         return -errno;
     }
     return 0;
+}
+
+void x86_log_vcpu_state(int vcpu_fd, unsigned index)
+{
+    struct kvm_regs regs;
+    struct kvm_sregs sregs;
+    struct kvm_vcpu_events ev;
+
+    if (ioctl(vcpu_fd, KVM_GET_REGS, &regs) < 0) {
+        log_error("vCPU %u state: KVM_GET_REGS: %s", index, strerror(errno));
+    } else {
+        log_error("vCPU %u state: rip 0x%016llx rsp 0x%016llx rflags 0x%llx", index,
+                  (unsigned long long)regs.rip, (unsigned long long)regs.rsp,
+                  (unsigned long long)regs.rflags);
+    }
+    if (ioctl(vcpu_fd, KVM_GET_SREGS, &sregs) < 0) {
+        log_error("vCPU %u state: KVM_GET_SREGS: %s", index, strerror(errno));
+    } else {
+        log_error("vCPU %u state: cr0 0x%llx cr2 0x%016llx cr3 0x%llx cr4 0x%llx efer 0x%llx "
+                  "apic_base 0x%llx",
+                  index, (unsigned long long)sregs.cr0, (unsigned long long)sregs.cr2,
+                  (unsigned long long)sregs.cr3, (unsigned long long)sregs.cr4,
+                  (unsigned long long)sregs.efer, (unsigned long long)sregs.apic_base);
+        log_error("vCPU %u state: cs 0x%04x (l %u dpl %u) ss 0x%04x gdt 0x%016llx/0x%x "
+                  "idt 0x%016llx/0x%x",
+                  index, sregs.cs.selector, sregs.cs.l, sregs.cs.dpl, sregs.ss.selector,
+                  (unsigned long long)sregs.gdt.base, sregs.gdt.limit,
+                  (unsigned long long)sregs.idt.base, sregs.idt.limit);
+    }
+    if (ioctl(vcpu_fd, KVM_GET_VCPU_EVENTS, &ev) < 0) {
+        log_error("vCPU %u state: KVM_GET_VCPU_EVENTS: %s", index, strerror(errno));
+    } else {
+        /* Vectors mean something only for an event that is there. */
+        char exc[48] = "none", irq[32] = "none";
+        if (ev.exception.injected || ev.exception.pending)
+            snprintf(exc, sizeof(exc), "%s vector %u error 0x%x",
+                     ev.exception.pending ? "pending" : "injected", ev.exception.nr,
+                     ev.exception.has_error_code ? ev.exception.error_code : 0);
+        if (ev.interrupt.injected)
+            snprintf(irq, sizeof(irq), "injected vector %u", ev.interrupt.nr);
+        log_error("vCPU %u state: exception %s; interrupt %s, shadow 0x%x; nmi %s%s%s",
+                  index, exc, irq, ev.interrupt.shadow,
+                  ev.nmi.injected ? "injected" : "none", ev.nmi.pending ? ", pending" : "",
+                  ev.nmi.masked ? ", masked" : "");
+    }
 }

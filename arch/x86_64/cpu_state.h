@@ -19,4 +19,12 @@ int x86_set_msrs(int vcpu_fd, unsigned index);
 int x86_set_fpu(int vcpu_fd, unsigned index);
 int x86_set_lapic(int vcpu_fd, unsigned index);
 
+/* Logs RIP, RSP, RFLAGS, control registers, EFER, CS/SS, GDT/IDT and the
+ * pending exception, interrupt and NMI: where a triple fault happened. On AMD
+ * a shutdown the CPU itself reports leaves an undefined VMCB, which KVM
+ * replaces by an INIT (rip fff0, cs f000) before KVM_RUN returns; a triple
+ * fault KVM raised itself (an exception it could not deliver) keeps the
+ * state of the guest. */
+void x86_log_vcpu_state(int vcpu_fd, unsigned index);
+
 #endif

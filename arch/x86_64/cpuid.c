@@ -7,6 +7,7 @@
 
 #include "vmm/log.h"
 
+#define CPUID_1_ECX_TSC_DEADLINE (1u << 24)
 #define CPUID_1_ECX_HYPERVISOR (1u << 31)
 #define CPUID_1_EDX_HTT (1u << 28)
 #define CPUID_80000001_ECX_CMP_LEGACY (1u << 1)
@@ -49,6 +50,17 @@ struct kvm_cpuid_entry2 *x86_cpuid_find(struct kvm_cpuid2 *cpuid, uint32_t funct
         return e;
     }
     return NULL;
+}
+
+void x86_cpuid_set_tsc_deadline(struct kvm_cpuid2 *cpuid, bool on)
+{
+    struct kvm_cpuid_entry2 *e = x86_cpuid_find(cpuid, 1, 0);
+    if (!e)
+        return;
+    if (on)
+        e->ecx |= CPUID_1_ECX_TSC_DEADLINE;
+    else
+        e->ecx &= ~CPUID_1_ECX_TSC_DEADLINE;
 }
 
 /* Bits needed to number n items (the APIC-id field width). */

@@ -4,6 +4,7 @@
 #define MINIVMM_ARCH_X86_64_CPUID_H
 
 #include <linux/kvm.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 /* KVM_GET_SUPPORTED_CPUID into a malloc'd table (caller frees), with room for
@@ -15,6 +16,10 @@ struct kvm_cpuid2 *x86_supported_cpuid(int kvm_fd, unsigned spare);
  * `capacity` is how many entries the table can hold. Returns 0 or -ENOSPC. */
 int x86_cpuid_adjust(struct kvm_cpuid2 *cpuid, unsigned capacity, unsigned index,
                      unsigned ncpus);
+
+/* Sets or clears the TSC-deadline timer bit (leaf 1 ECX[24]): on when KVM
+ * reports KVM_CAP_TSC_DEADLINE_TIMER and the LAPIC is in the kernel. */
+void x86_cpuid_set_tsc_deadline(struct kvm_cpuid2 *cpuid, bool on);
 
 struct kvm_cpuid_entry2 *x86_cpuid_find(struct kvm_cpuid2 *cpuid, uint32_t function,
                                         uint32_t index);

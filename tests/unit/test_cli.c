@@ -265,6 +265,9 @@ TEST(virtio_mem_bad_values_name_the_option)
                  "--virtio-mem", "m:4G,prealloc=yes");
     EXPECT_ERROR("--virtio-mem m: guard=1: expected on or off", "--kernel", k,
                  "--virtio-mem", "m:4G,guard=1");
+    EXPECT_ERROR("--virtio-mem m: guard=on backs each block when it is plugged, as prealloc=on "
+                 "does; prealloc=off contradicts it", "--kernel", k, "--virtio-mem",
+                 "m:4G,guard=on,prealloc=off");
     EXPECT_ERROR("--virtio-mem m: unknown key 'size'", "--kernel", k, "--virtio-mem",
                  "m:4G,size=2G");
     EXPECT_ERROR("--virtio-mem m: 'requested': expected key=value", "--kernel", k,

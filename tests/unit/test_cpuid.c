@@ -39,6 +39,17 @@ TEST(leaf1_apic_id_count_and_hypervisor_bit)
     free(c);
 }
 
+TEST(tsc_deadline_bit)
+{
+    struct kvm_cpuid2 *c = fake_cpuid(32);
+    x86_cpuid_set_tsc_deadline(c, true);
+    CHECK(x86_cpuid_find(c, 1, 0)->ecx & (1u << 24));
+    CHECK(x86_cpuid_find(c, 1, 0)->ecx & 1u);   /* other features kept */
+    x86_cpuid_set_tsc_deadline(c, false);
+    CHECK(!(x86_cpuid_find(c, 1, 0)->ecx & (1u << 24)));
+    free(c);
+}
+
 TEST(single_cpu_has_no_htt)
 {
     struct kvm_cpuid2 *c = fake_cpuid(32);
