@@ -140,10 +140,15 @@ def test_prealloc_plug_does_not_stall_registers_or_api(minivmm, guest_kernel, tm
         api, api_raw = [], []
         sizes = set()
         while not select.select([p.stdout], [], [], 0)[0]:
-            d, waited, raw = api_conn.timed_get()
-            api.append(waited)
-            api_raw.append(raw)
-            sizes.add(d["plugged_size"])
+            # Three GETs back to back, the fastest counts: a lock held
+            # across the populate delays every GET made while it is held
+            # (the old code: all of them, for seconds), while the CPU wait
+            # of the thread libmicrohttpd starts per connection, which
+            # cannot be subtracted (see Api), hits GETs one at a time.
+            burst = [api_conn.timed_get() for _ in range(3)]
+            api.append(min(waited for _, waited, _ in burst))
+            api_raw.append(min(raw for _, _, raw in burst))
+            sizes.update(d["plugged_size"] for d, _, _ in burst)
             # Pacing, not synchronisation: the vCPU spins and the device
             # thread populates, so on two cores a GET loop without pauses
             # would mostly measure its own contention with them.
@@ -171,7 +176,7 @@ def test_prealloc_plug_does_not_stall_registers_or_api(minivmm, guest_kernel, tm
         api_max = max(api)
         print(f"\nplug of {PLUG // GIB} GiB took {wall:.2f} s; guest: {rounds} rounds, longest "
               f"{guest_max * 1000:.1f} ms waiting ({guest_raw * 1000:.1f} ms wall); API: "
-              f"{len(api)} GETs, longest {api_max * 1000:.1f} ms waiting "
+              f"{len(api)} bursts of 3 GETs, the fastest of a burst at most {api_max * 1000:.1f} ms waiting "
               f"({max(api_raw) * 1000:.1f} ms wall)")
 
         d = request(sock, "GET", "/virtio-mem/m0").json()
@@ -181,7 +186,7 @@ def test_prealloc_plug_does_not_stall_registers_or_api(minivmm, guest_kernel, tm
         assert sizes <= {0, PLUG}, sizes
         assert guest_max < LIMIT_S and unreported < LIMIT_S, \
             f"a vCPU waited {guest_max * 1000:.0f} ms for a register or config read"
-        assert api_max < LIMIT_S, f"a GET waited {api_max * 1000:.0f} ms"
+        assert api_max < LIMIT_S, f"three GETs in a row waited at least {api_max * 1000:.0f} ms"
         assert wall >= MIN_WALL_S and rounds > 1 and len(api) > 1, \
             f"the plug took {wall:.2f} s, too short to measure anything"
 
