@@ -176,7 +176,8 @@ def test_prealloc_plug_does_not_stall_registers_or_api(minivmm, guest_kernel, tm
         api_max = max(api)
         print(f"\nplug of {PLUG // GIB} GiB took {wall:.2f} s; guest: {rounds} rounds, longest "
               f"{guest_max * 1000:.1f} ms waiting ({guest_raw * 1000:.1f} ms wall); API: "
-              f"{len(api)} bursts of 3 GETs, the fastest of a burst at most {api_max * 1000:.1f} ms waiting "
+              f"{len(api)} bursts of 3 GETs, the fastest of a burst at most "
+              f"{api_max * 1000:.1f} ms waiting "
               f"({max(api_raw) * 1000:.1f} ms wall)")
 
         d = request(sock, "GET", "/virtio-mem/m0").json()
