@@ -79,20 +79,27 @@ def curl(sock, method, path, body=None, content_type="application/json", extra=(
 
 
 def open_events(sock, timeout=60):
-    """A raw GET /events?since=0: every event kept so far is replayed, so a
-    stream opened late misses nothing and no test has to wait for it to be
-    subscribed. Read it with read_events."""
+    """A raw GET /events?since=0, returned once the server has answered its
+    headers: the stream is being served from then on, and ?since=0 replays
+    whatever happened before, so nothing is missed and nothing has to sleep.
+    Read it with read_events."""
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     s.settimeout(timeout)
     s.connect(sock)
     s.sendall(b"GET /events?since=0 HTTP/1.1\r\nHost: localhost\r\n\r\n")
-    return s
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = s.recv(65536)
+        assert chunk, f"the event stream closed before its headers: {data!r}"
+        data += chunk
+    assert data.startswith(b"HTTP/1.1 200"), data
+    return s, data
 
 
-def read_events(s):
+def read_events(stream):
     """The events of a stream from open_events, up to the shutdown event
     (the last one) or the end of the stream."""
-    data = b""
+    s, data = stream
     while b'"event":"shutdown"' not in data:
         chunk = s.recv(65536)
         if not chunk:
