@@ -29,7 +29,7 @@ struct virtio_mem_opts {
     unsigned node;
     uint64_t page_size;            /* hugepages=: 0 for the host's base pages */
     bool prealloc;
-    bool guard;                    /* userfaultfd guard: host memory <= plugged (opt-in) */
+    bool guard;                    /* userfaultfd guard: host memory <= plugged (default on) */
 };
 
 struct vm_config {

@@ -63,7 +63,9 @@ static bool id_names_node(const char *id, unsigned *node)
 
 int virtio_mem_opts_parse(const char *text, struct virtio_mem_opts *o, char *err, size_t errlen)
 {
-    *o = (struct virtio_mem_opts){.block_size = CONFIG_VIRTIO_MEM_DEFAULT_BLOCK};
+    /* The guard is on unless turned off: the host's bound on its memory must
+     * not depend on the guest's manners (docs/virtio-mem.md). */
+    *o = (struct virtio_mem_opts){.block_size = CONFIG_VIRTIO_MEM_DEFAULT_BLOCK, .guard = true};
 
     const char *colon = strchr(text, ':');
     if (!colon)
@@ -149,8 +151,8 @@ int virtio_mem_opts_parse(const char *text, struct virtio_mem_opts *o, char *err
 
     /* The guard backs blocks when they are plugged (vm_devices.c says why). */
     if (o->guard && prealloc_given && !o->prealloc)
-        return fail(err, errlen, "%s: guard=on backs each block when it is plugged, as "
-                    "prealloc=on does; prealloc=off contradicts it", o->id);
+        return fail(err, errlen, "%s: guard=on (the default) backs each block when it is "
+                    "plugged, as prealloc=on does; prealloc=off needs guard=off", o->id);
 
     unsigned id_node;
     if (id_names_node(o->id, &id_node)) {

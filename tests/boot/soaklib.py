@@ -345,7 +345,7 @@ class Soak:
             "--initrd", self.host.guest_initrd(self.kernel), "--cpus", str(self.cpus),
             "--mem", f"{self.mem_mib}M", "--cmdline", APPEND,
             "--virtio-mem", f"{DEVICE}:{fmt_size(self.region)},requested={fmt_size(self.initial)}"
-            + (",guard=on" if self.guard else ""),
+            + (",guard=on" if self.guard else ",guard=off"),
             "--api-sock", self.sock])
 
     def setup(self) -> None:

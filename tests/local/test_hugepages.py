@@ -85,6 +85,7 @@ class Guest:
     """minivmm running hostile_guest.c's interactive mode."""
 
     def __init__(self, minivmm, kernel, sock, mem="64M", virtio_mem="m0:4G,requested=4G"):
+        # (the guard is on unless a test turns it off)
         self.sock = sock
         self.p = subprocess.Popen(
             [minivmm, "--kernel", kernel, "--cmdline", "I", "--mem", mem,
@@ -188,7 +189,7 @@ def test_prealloc_plug_takes_huge_pages_and_unplug_returns_them(
     pools(page, blocks + 1)
     # The block size follows the page size when none is given.
     g = Guest(minivmm, guest_kernel, str(tmp_path / "api.sock"),
-              virtio_mem=f"m0:4G,hugepages={page // MIB}M,prealloc=on,requested=4G")
+              virtio_mem=f"m0:4G,hugepages={page // MIB}M,prealloc=on,requested=4G,guard=off")
     try:
         dev = g.device()
         assert dev["block_size"] == page and dev["page_size"] == page, dev
@@ -213,7 +214,7 @@ def test_prealloc_plug_is_busy_while_the_pool_is_empty_and_succeeds_later(
         minivmm, guest_kernel, pools, tmp_path):
     pools(2 * MIB, 2)
     g = Guest(minivmm, guest_kernel, str(tmp_path / "api.sock"),
-              virtio_mem="m0:4G,hugepages=2M,prealloc=on,requested=4G")
+              virtio_mem="m0:4G,hugepages=2M,prealloc=on,requested=4G,guard=off")
     try:
         assert g.request("p", 0, 2) == ACK
         assert pool(2 * MIB)[1] == 0
@@ -232,11 +233,11 @@ def test_prealloc_plug_is_busy_while_the_pool_is_empty_and_succeeds_later(
 
 
 def test_guarded_plug_is_busy_while_the_pool_is_empty(minivmm, guest_kernel, pools, tmp_path):
-    """guard=on backs a block when it is plugged, as prealloc=on does: with
+    """The guard (on by default) backs a block when it is plugged, as prealloc does: with
     the pool empty the plug is answered BUSY and the guest runs on."""
     pools(2 * MIB, 0)
     g = Guest(minivmm, guest_kernel, str(tmp_path / "api.sock"),
-              virtio_mem="m0:4G,hugepages=2M,requested=4G,guard=on")
+              virtio_mem="m0:4G,hugepages=2M,requested=4G")
     try:
         assert g.request("p", 0, 1) == BUSY
         assert g.device()["plugged_size"] == 0
@@ -251,12 +252,12 @@ def test_guarded_plug_is_busy_while_the_pool_is_empty(minivmm, guest_kernel, poo
 
 def test_first_touch_the_host_cannot_back_stops_the_vm_with_a_reason(
         minivmm, guest_kernel, pools, tmp_path):
-    """Without prealloc (or the guard) the plug is accepted; the first write
+    """Without prealloc and with guard=off the plug is accepted; the first write
     finds the pool empty. Never a SIGBUS death: status 1, a line naming the
     device, the address and the cause, a host_error event."""
     pools(2 * MIB, 0)
     sock = str(tmp_path / "api.sock")
-    g = Guest(minivmm, guest_kernel, sock, virtio_mem="m0:4G,hugepages=2M,requested=4G")
+    g = Guest(minivmm, guest_kernel, sock, virtio_mem="m0:4G,hugepages=2M,requested=4G,guard=off")
     events = open_events(sock)
     assert g.request("p", 0, 1) == ACK
     g.p.stdin.write(b"w0 1\n")

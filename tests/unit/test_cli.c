@@ -218,7 +218,8 @@ TEST(virtio_mem_devices)
     struct vm_config cfg;
     char err[512];
     CHECK_EQ(parse(&cfg, err, sizeof(err), "--kernel", existing_file(), "--mem", "1G",
-                   "--virtio-mem", "node0:64G,requested=4G", "--virtio-mem=node1:2G",
+                   "--virtio-mem", "node0:64G,requested=4G",
+                   "--virtio-mem=node1:2G,guard=off,prealloc=off",
                    "--virtio-mem", "big:1T,node=1,block=1G,prealloc=on,guard=on", NULL),
              CLI_RUN);
     CHECK_EQ(cfg.n_virtio_mem, 3);
@@ -233,7 +234,8 @@ TEST(virtio_mem_devices)
     CHECK_EQ(cfg.virtio_mem[2].node, 1);
     CHECK_EQ(cfg.virtio_mem[2].block_size, 1ULL << 30);
     CHECK(cfg.virtio_mem[2].prealloc);
-    CHECK(!cfg.virtio_mem[0].guard);          /* off unless asked for */
+    CHECK(cfg.virtio_mem[0].guard);           /* on unless turned off */
+    CHECK(!cfg.virtio_mem[1].guard && !cfg.virtio_mem[1].prealloc);
     CHECK(cfg.virtio_mem[2].guard);
 }
 
@@ -265,9 +267,9 @@ TEST(virtio_mem_bad_values_name_the_option)
                  "--virtio-mem", "m:4G,prealloc=yes");
     EXPECT_ERROR("--virtio-mem m: guard=1: expected on or off", "--kernel", k,
                  "--virtio-mem", "m:4G,guard=1");
-    EXPECT_ERROR("--virtio-mem m: guard=on backs each block when it is plugged, as prealloc=on "
-                 "does; prealloc=off contradicts it", "--kernel", k, "--virtio-mem",
-                 "m:4G,guard=on,prealloc=off");
+    EXPECT_ERROR("--virtio-mem m: guard=on (the default) backs each block when it is plugged, "
+                 "as prealloc=on does; prealloc=off needs guard=off", "--kernel", k,
+                 "--virtio-mem", "m:4G,prealloc=off");
     EXPECT_ERROR("--virtio-mem m: unknown key 'size'", "--kernel", k, "--virtio-mem",
                  "m:4G,size=2G");
     EXPECT_ERROR("--virtio-mem m: 'requested': expected key=value", "--kernel", k,
