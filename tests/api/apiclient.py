@@ -78,6 +78,21 @@ def curl(sock, method, path, body=None, content_type="application/json", extra=(
     return Reply(status, headers, body_text.encode())
 
 
+def recv_all(s, limit=1 << 20):
+    """What a raw socket receives until the peer closes, times out or resets
+    (at most about limit bytes)."""
+    data = b""
+    try:
+        while len(data) < limit:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    except (socket.timeout, ConnectionResetError):
+        pass
+    return data
+
+
 def open_events(sock, timeout=60):
     """A raw GET /events?since=0, returned once the server has answered its
     headers: the stream is being served from then on, and ?since=0 replays

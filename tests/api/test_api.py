@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from apiclient import IDLE_TIMEOUT_S, UnixHTTPConnection, curl, request
+from apiclient import IDLE_TIMEOUT_S, UnixHTTPConnection, curl, recv_all, request
 
 G = 1 << 30
 M = 1 << 20
@@ -372,19 +372,6 @@ def test_socket_mode_is_0600(vmm):
     st = os.lstat(vmm.sock)
     assert stat.S_ISSOCK(st.st_mode)
     assert stat.S_IMODE(st.st_mode) == 0o600
-
-
-def recv_all(s, limit=1 << 20):
-    data = b""
-    try:
-        while len(data) < limit:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-    except (socket.timeout, ConnectionResetError):
-        pass
-    return data
 
 
 def test_idle_client_is_timed_out(vmm):

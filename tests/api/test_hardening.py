@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from apiclient import IDLE_TIMEOUT_S, UnixHTTPConnection, request
+from apiclient import IDLE_TIMEOUT_S, UnixHTTPConnection, recv_all, request
 
 MAX_CONNECTIONS = 256   # docs/api.md
 MAX_LONG = 224          # ?wait and /events at once
@@ -70,19 +70,6 @@ def connect(vmm, timeout=10):
     s.settimeout(timeout)
     s.connect(vmm.sock)
     return s
-
-
-def recv_all(s):
-    data = b""
-    try:
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-    except (socket.timeout, ConnectionResetError):
-        pass
-    return data
 
 
 def exchange(vmm, raw):
