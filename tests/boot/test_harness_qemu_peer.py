@@ -70,6 +70,26 @@ def test_a_program_that_cannot_be_ended_costs_one_test_host(host):
     assert s.wait_exit(30) == 0
 
 
+def test_a_test_host_boot_that_stalls_is_started_again(host, monkeypatch):
+    """A test host whose boot never reaches /init (seen once in CI) is ended
+    and started once more. Simulated with QEMU's -S: the first start never
+    runs a CPU."""
+    if host.kind != "qemu":
+        pytest.skip("only the QEMU test host boots")
+    host.close()
+    real_argv = host.qemu_argv
+    starts = []
+
+    def argv():
+        starts.append(1)
+        return real_argv() + (["-S"] if len(starts) == 1 else [])
+    monkeypatch.setattr(host, "qemu_argv", argv)
+    with pytest.warns(UserWarning, match=r"did not boot \(attempt 1 of 2"):
+        host.boot(timeout=20)
+    assert len(starts) == 2
+    assert host.run("echo control-works") == (0, "control-works\n")
+
+
 @pytest.mark.qemu_peer
 @pytest.mark.parametrize("series", ["6.1", "6.12"])
 def test_qemu_kvm_boots_guest(host, series, record_property):
