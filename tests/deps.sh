@@ -21,6 +21,14 @@ PACKAGES=(
     libseccomp-dev                          # per-thread system call allowlists
     man-db                                  # man -l renders minivmm(1) in its test
     mmdebstrap                              # tests/cleanroot: a clean Debian 12 root
+    libfdt-dev device-tree-compiler dt-schema  # arm64 device tree: build, dtc, dt-validate
+    qemu-system-arm                         # the arm64 test host (and its peer VMM)
+    # The aarch64 cross build (multi-arch). libfdt-dev cannot be installed
+    # for two architectures at once: its headers are the same for both, and
+    # the arm64 build links libfdt1:arm64's shared library.
+    gcc-aarch64-linux-gnu libc6-dev-arm64-cross
+    libfdt1:arm64 libseccomp-dev:arm64 libmicrohttpd-dev:arm64
+    libjansson-dev:arm64 libcurl4-openssl-dev:arm64
 )
 
 missing=()
@@ -40,6 +48,7 @@ install)
         echo "installing: ${missing[*]}"
         SUDO=
         [ "$(id -u)" -eq 0 ] || SUDO=sudo
+        dpkg --print-foreign-architectures | grep -qx arm64 || $SUDO dpkg --add-architecture arm64
         $SUDO apt-get update -qq
         DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y --no-install-recommends "${missing[@]}"
     fi
