@@ -96,8 +96,16 @@ static void write_chosen(struct fdt_writer *w, const struct arm64_fdt_desc *d,
     prop_string(w, "bootargs", d->bootargs);
     prop_string(w, "stdout-path", uart_path);
     if (d->initrd_end > d->initrd_start) {
-        prop_u64(w, "linux,initrd-start", d->initrd_start);
-        prop_u64(w, "linux,initrd-end", d->initrd_end);
+        /* Linux reads one cell or two; one when the initrd ends below
+         * 4 GiB, which every dt-schema version accepts (before 2023 it
+         * allowed no other). */
+        if (d->initrd_end <= UINT32_MAX) {
+            prop_u32(w, "linux,initrd-start", (uint32_t)d->initrd_start);
+            prop_u32(w, "linux,initrd-end", (uint32_t)d->initrd_end);
+        } else {
+            prop_u64(w, "linux,initrd-start", d->initrd_start);
+            prop_u64(w, "linux,initrd-end", d->initrd_end);
+        }
     }
     if (d->rng_seed_len)
         prop_bytes(w, "rng-seed", d->rng_seed, d->rng_seed_len);
