@@ -45,7 +45,7 @@
 #define MSR_RI 0x40
 #define MSR_DCD 0x80
 
-int serial_16550_init(struct serial_16550 *s, const struct irq_line *irq)
+int serial_16550_init(struct serial_16550 *s, struct irq_level *irq)
 {
     memset(s, 0, sizeof(*s));
     s->notify_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -68,17 +68,17 @@ void serial_16550_destroy(struct serial_16550 *s)
 }
 
 /* The system calls a register access or push caused, made once the lock is
- * dropped: both are non-blocking eventfd writes, but even those stay out of
- * the lock so that no thread ever waits for the UART behind a syscall. A
- * raise made late is still made after the state change that caused it, so
- * the guest reads that state when it takes the interrupt. */
+ * dropped (a KVM_IRQ_LINE and a non-blocking eventfd write), so that no
+ * thread ever waits for the UART behind a syscall. The line is set to the
+ * level the latest state asks for (see vmm/irq_level.h), so a late apply
+ * never leaves it at a stale level. */
 static void unlock_and_signal(struct serial_16550 *s)
 {
-    bool raise = s->raise_irq, notify = s->notify;
-    s->raise_irq = s->notify = false;
+    bool level_changed = s->level_changed, notify = s->notify;
+    s->level_changed = s->notify = false;
     pthread_mutex_unlock(&s->lock);
-    if (raise && s->irq)
-        irq_line_trigger(s->irq);
+    if (level_changed)
+        irq_level_apply(s->irq);
     if (notify) {
         uint64_t one = 1;
         /* Cannot fail but with EAGAIN (counter saturated), and then the
@@ -98,14 +98,16 @@ static uint8_t current_iir(const struct serial_16550 *s)
     return IIR_NONE | fifo;
 }
 
-/* The line is wired edge-triggered (irqfd), so raise it on every new reason
- * for an interrupt; the 8250 driver drains all sources per interrupt. */
-static void update_irq(struct serial_16550 *s, bool new_event)
+/* The 16550's interrupt output is a level: high while IIR reports a
+ * pending source. It is wired to the guest as one (level-triggered, see
+ * arch/), so an interrupt the guest's handler finished without seeing is
+ * delivered again at its EOI; with an edge, a source that became pending
+ * while the line was already up would raise nothing new. */
+static void update_irq(struct serial_16550 *s)
 {
     bool pending = (current_iir(s) & IIR_NONE) == 0;
-    if (pending && (new_event || !s->irq_asserted))
-        s->raise_irq = true;
-    s->irq_asserted = pending;
+    if (s->irq && irq_level_want(s->irq, pending))
+        s->level_changed = true;
 }
 
 static void rx_push_locked(struct serial_16550 *s, uint8_t byte)
@@ -183,7 +185,7 @@ static uint8_t read_reg(struct serial_16550 *s, unsigned reg)
         if (dlab)
             return s->dll;
         v = rx_pop_locked(s);
-        update_irq(s, false);
+        update_irq(s);
         return v;
     case REG_IER:
         return dlab ? s->dlm : s->ier;
@@ -192,7 +194,7 @@ static uint8_t read_reg(struct serial_16550 *s, unsigned reg)
         /* Reading IIR while it reports THR-empty acknowledges that source. */
         if ((v & 0x0f) == IIR_THRE)
             s->thre_pending = false;
-        update_irq(s, false);
+        update_irq(s);
         return v;
     case REG_LCR:
         return s->lcr;
@@ -221,7 +223,7 @@ static void write_reg(struct serial_16550 *s, unsigned reg, uint8_t v)
         transmit_locked(s, v);
         /* The byte left at once, so THR is empty again. */
         s->thre_pending = true;
-        update_irq(s, (s->ier & IER_THRE) != 0);
+        update_irq(s);
         return;
     case REG_IER:
         if (dlab) {
@@ -235,7 +237,7 @@ static void write_reg(struct serial_16550 *s, unsigned reg, uint8_t v)
              * once; the 8250 driver relies on it to start transmitting. */
             if (thre_enabled_now)
                 s->thre_pending = true;
-            update_irq(s, thre_enabled_now);
+            update_irq(s);
         }
         return;
     case REG_IIR_FCR:
@@ -247,7 +249,7 @@ static void write_reg(struct serial_16550 *s, unsigned reg, uint8_t v)
                 s->notify = true;
             }
         }
-        update_irq(s, false);
+        update_irq(s);
         return;
     case REG_LCR:
         s->lcr = v;
@@ -297,7 +299,7 @@ size_t serial_16550_push_input(struct serial_16550 *s, const uint8_t *buf, size_
         while (taken < n && s->rx_count < SERIAL_RX_FIFO_SIZE)
             rx_push_locked(s, buf[taken++]);
         if (taken)
-            update_irq(s, (s->ier & IER_RDA) != 0);
+            update_irq(s);
         /* Ask to be told when the guest makes room. */
         s->rx_waiter = taken < n;
     }

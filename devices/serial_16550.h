@@ -12,7 +12,7 @@
 #include <stdint.h>
 
 #include "vmm/io_bus.h"
-#include "vmm/irq.h"
+#include "vmm/irq_level.h"
 
 #define SERIAL_RX_FIFO_SIZE 1024
 /* Guest output waiting for the console thread. It only fills while stdout
@@ -25,7 +25,7 @@
 
 struct serial_16550 {
     pthread_mutex_t lock;
-    const struct irq_line *irq;     /* NULL: no interrupts (polled) */
+    struct irq_level *irq;          /* NULL: no interrupts (polled) */
     /* eventfd the console thread polls: written (after the lock is dropped)
      * when output arrives in an empty buffer or receive space frees up while
      * the console waits for it. */
@@ -33,7 +33,6 @@ struct serial_16550 {
 
     uint8_t ier, lcr, mcr, scr, fcr, dll, dlm;
     bool thre_pending;              /* THR-empty interrupt not yet acknowledged */
-    bool irq_asserted;              /* last computed state of the line */
     uint8_t rx[SERIAL_RX_FIFO_SIZE];
     size_t rx_head, rx_count;
     bool rx_waiter;                 /* the console waits for receive space */
@@ -44,13 +43,13 @@ struct serial_16550 {
     bool drop_notified;             /* console told of drops since it last took output */
     bool closing;
     /* Set under the lock, acted on by the accessor after unlocking. */
-    bool raise_irq, notify;
+    bool level_changed, notify;
 };
 
 extern const struct io_handler serial_16550_io;
 
 /* out of memory or eventfd failure: -errno. */
-int serial_16550_init(struct serial_16550 *s, const struct irq_line *irq);
+int serial_16550_init(struct serial_16550 *s, struct irq_level *irq);
 void serial_16550_destroy(struct serial_16550 *s);
 
 /* Queues up to n input bytes; returns how many fit. When not all fit, the

@@ -182,6 +182,7 @@ static const struct allowed_ioctl main_ioctls[] = {
     {KVM_GET_LAPIC, "LAPIC LINT0/LINT1"},
     {KVM_SET_LAPIC, "LAPIC LINT0/LINT1"},
     {KVM_IRQFD, "device interrupts (assign and deassign)"},
+    {KVM_IRQ_LINE, "inherited by the console thread and the vCPU threads of a rebuilt VM: the UART's level interrupt"},
     {KVM_IOEVENTFD, "queue notifications (assign and deassign)"},
     {TCGETS, "the console's terminal mode around a reset"},
     {TCSETS, "the console's terminal mode around a reset"},
@@ -205,6 +206,11 @@ static const struct allowed_ioctl vcpu_ioctls[] = {
     {KVM_GET_REGS, "logging where a triple fault happened"},
     {KVM_GET_SREGS, "logging where a triple fault happened"},
     {KVM_GET_VCPU_EVENTS, "logging where a triple fault happened"},
+    {KVM_IRQ_LINE, "the console UART's level interrupt follows its register accesses"},
+};
+
+static const struct allowed_ioctl console_ioctls[] = {
+    {KVM_IRQ_LINE, "input raises the console UART's level interrupt"},
 };
 
 static const struct allowed_ioctl device_ioctls[] = {
@@ -335,6 +341,8 @@ int seccomp_rules_add(scmp_filter_ctx ctx, enum seccomp_role role)
         break;
     case SECCOMP_ROLE_CONSOLE:
         rc = add_calls(ctx, console_calls, N(console_calls));
+        if (!rc)
+            rc = add_ioctls(ctx, console_ioctls, N(console_ioctls));
         break;
     case SECCOMP_ROLE_GUARD:
         rc = add_calls(ctx, guard_calls, N(guard_calls));

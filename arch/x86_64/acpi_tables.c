@@ -17,9 +17,11 @@
  *    a DSDT _CRS, which Linux programs via acpi_register_gsi(). QEMU microvm
  *    only emits ISOs for IRQ0->2 (its own PIT wiring) and level-triggered PCI
  *    IRQs; Firecracker emits none; Cloud Hypervisor's single ISO (4 -> 4,
- *    flags "conforms to bus") restates the default. Our devices are
- *    edge/active-high on GSI == pin, which is what the _CRS says.
- *  - COM1 is described in the DSDT (PNP0501, IO 0x3F8/8, GSI 4 edge/high),
+ *    flags "conforms to bus") restates the default. Our virtio devices
+ *    are edge/active-high on GSI == pin, which is what their _CRS says.
+ *  - COM1 is described in the DSDT (PNP0501, IO 0x3F8/8, GSI 4 level/high:
+ *    the 16550's interrupt is a level, and modelled as one, see
+ *    devices/serial_16550.c),
  *    as QEMU microvm (isa-serial, default on), Firecracker and Cloud
  *    Hypervisor all do. It is needed, not decoration: with no legacy IRQs
  *    the hard-coded ISA port table of the 8250 driver has no mapping for
@@ -370,7 +372,7 @@ static void dsdt_com1(struct aml_buf *scope)
     aml_eisaid(&dev, "PNP0501");
     dsdt_name_int(&dev, "_UID", 1);
     aml_res_io(&crs, X86_COM1_PORT, X86_COM1_PORT, 1, 8);
-    aml_res_ext_irq(&crs, AML_CONSUMER, AML_EDGE, AML_ACTIVE_HIGH, AML_EXCLUSIVE, &gsi, 1);
+    aml_res_ext_irq(&crs, AML_CONSUMER, AML_LEVEL, AML_ACTIVE_HIGH, AML_EXCLUSIVE, &gsi, 1);
     dsdt_name_crs(&dev, &crs);
     aml_device(scope, "COM1", &dev);
     aml_buf_free(&crs);

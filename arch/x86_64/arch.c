@@ -29,7 +29,8 @@
 #define X86_CPUID_SPARE_ENTRIES 8
 
 struct x86_vm {
-    struct irq_line com1_irq;
+    struct irq_level com1_irq;
+    bool com1_irq_ready;
     struct serial_16550 com1;
     bool com1_ready;
     struct kvm_cpuid2 *supported_cpuid;
@@ -103,7 +104,6 @@ int arch_vm_init(struct vm *vm)
     if (!x)
         return -ENOMEM;
     vm->arch = x;
-    x->com1_irq.eventfd = -1;
     arch_ram_layout(vm->cfg->mem_size, x->ram, ARCH_MAX_RAM_RANGES, &x->n_ram);
 
     int rc = vm_ioctl(vm, KVM_SET_TSS_ADDR, X86_KVM_TSS_ADDR, "KVM_SET_TSS_ADDR");
@@ -139,9 +139,11 @@ int arch_vm_init(struct vm *vm)
                                ioctl(vm->vm_fd, KVM_CHECK_EXTENSION,
                                      KVM_CAP_TSC_DEADLINE_TIMER) > 0);
 
-    rc = irq_line_init(&x->com1_irq, vm->vm_fd, X86_COM1_GSI);
+    /* Level-triggered, as the _CRS in arch/x86_64/acpi_tables.c says. */
+    rc = irq_level_init(&x->com1_irq, vm->vm_fd, X86_COM1_GSI);
     if (rc)
         return rc;
+    x->com1_irq_ready = true;
     rc = serial_16550_init(&x->com1, &x->com1_irq);
     if (rc) {
         log_error("com1: %s", strerror(-rc));
@@ -428,7 +430,8 @@ void arch_vm_destroy(struct vm *vm)
         return;
     if (x->com1_ready)
         serial_16550_destroy(&x->com1);
-    irq_line_destroy(&x->com1_irq, vm->vm_fd);
+    if (x->com1_irq_ready)
+        irq_level_destroy(&x->com1_irq);
     free(x->supported_cpuid);
     free(x);
     vm->arch = NULL;

@@ -49,6 +49,11 @@ def test_boot_console_and_power(host, minivmm, series, cpus, end):
     assert seen_cpus == cpus
     assert_memtotal_consistent(memtotal, 512 << 20)
     type_command(s)
+    # The console's interrupt is level-triggered (fasteoi), as the UART's
+    # interrupt is a level: an edge could be missed for good.
+    s.sendline("echo IRQ-$(grep -o '4-[a-z]* *ttyS0' /proc/interrupts | tr -d ' ')-END")
+    m = s.expect(r"IRQ-(\S*)-END\r?\n", timeout=60)
+    assert m.group(1) == "4-fasteoittyS0", m.group(0)
     s.sendline(f"{end} -f")
     assert s.wait_exit(timeout=60) == 0
     if end == "poweroff":

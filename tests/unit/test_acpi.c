@@ -349,6 +349,10 @@ static void check_dsdt_devices(size_t n, const struct acpi_mmio_device *devs,
     static const uint8_t com1_io[] = { 0x47, 0x01, 0xF8, 0x03, 0xF8, 0x03, 0x01, 0x08 };
     CHECK_EQ(count_bytes(d, len, pnp0501, sizeof(pnp0501)), 1);
     CHECK_EQ(count_bytes(d, len, com1_io, sizeof(com1_io)), 1);
+    /* COM1's interrupt is a level: Interrupt(ResourceConsumer, Level,
+     * ActiveHigh, Exclusive) {4}, as devices/serial_16550.c drives it. */
+    static const uint8_t com1_irq[] = { 0x89, 0x06, 0x00, 0x01, 0x01, 0x04, 0, 0, 0 };
+    CHECK_EQ(count_bytes(d, len, com1_irq, sizeof(com1_irq)), 1);
     /* Name(_S5_, Package(4){5, 0, 0, 0}) */
     static const uint8_t s5[] = { 0x08, '_', 'S', '5', '_', 0x12, 0x07, 0x04,
                                   0x0A, 0x05, 0x00, 0x00, 0x00 };
