@@ -38,7 +38,8 @@ struct arm64_vm {
     bool described;
     struct arm64_fdt_mmio_device virtio[VM_MAX_DEVICES];
     unsigned n_virtio;
-    struct irq_line uart_irq;
+    struct irq_level uart_irq;
+    bool uart_irq_ready;
     struct serial_16550 uart;
     bool uart_ready;
 };
@@ -149,7 +150,6 @@ int arch_vm_init(struct vm *vm)
         return -ENOMEM;
     vm->arch = a;
     a->gic_fd = -1;
-    a->uart_irq.eventfd = -1;
     a->mpidr = calloc(vm->cfg->ncpus, sizeof(*a->mpidr));
     if (!a->mpidr)
         return -ENOMEM;
@@ -245,12 +245,21 @@ int arch_describe_devices(struct vm *vm)
     return write_fdt(vm);
 }
 
+/* KVM_IRQ_LINE's irq for an SPI: the GIC's own interrupt ID (32 + n) with
+ * the SPI type, unlike irqfd's GSI n (api.rst, KVM_IRQ_LINE on arm64). */
+static uint32_t spi_irq_line(uint32_t spi)
+{
+    return (KVM_ARM_IRQ_TYPE_SPI << KVM_ARM_IRQ_TYPE_SHIFT) | (ARM64_GIC_SPI_BASE + spi);
+}
+
 static int uart_create(struct vm *vm)
 {
     struct arm64_vm *a = vm->arch;
-    int rc = irq_line_init(&a->uart_irq, vm->vm_fd, ARM64_UART_SPI);
+    /* A 16550's interrupt is a level: high while IIR reports a reason. */
+    int rc = irq_level_init(&a->uart_irq, vm->vm_fd, spi_irq_line(ARM64_UART_SPI));
     if (rc)
         return rc;
+    a->uart_irq_ready = true;
     rc = serial_16550_init(&a->uart, &a->uart_irq);
     if (rc) {
         log_error("uart: %s", strerror(-rc));
@@ -306,7 +315,8 @@ void arch_vm_destroy(struct vm *vm)
         return;
     if (a->uart_ready)
         serial_16550_destroy(&a->uart);
-    irq_line_destroy(&a->uart_irq, vm->vm_fd);
+    if (a->uart_irq_ready)
+        irq_level_destroy(&a->uart_irq);
     if (a->gic_fd >= 0)
         close(a->gic_fd);
     free(a->mpidr);

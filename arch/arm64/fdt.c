@@ -205,10 +205,9 @@ static void write_uart(struct fdt_writer *w, const struct arm64_fdt_desc *d)
     prop_u32(w, "reg-shift", 0);
     prop_u32(w, "reg-io-width", 1);
     prop_u32(w, "clock-frequency", ARM64_UART_CLOCK_HZ);
-    /* Edge: the line is an irqfd, which KVM pulses; a level SPI would drop
-     * the pulse before the guest saw it. The model raises it on every new
-     * reason to interrupt, as a 16550 on an ISA edge line. */
-    const uint32_t irq[1][3] = {{ARM64_FDT_GIC_SPI, d->uart.spi, ARM64_FDT_IRQ_EDGE_RISING}};
+    /* Level: the model holds its line (KVM_IRQ_LINE) high while IIR reports
+     * a reason, so an interrupt the guest missed comes again at its EOI. */
+    const uint32_t irq[1][3] = {{ARM64_FDT_GIC_SPI, d->uart.spi, ARM64_FDT_IRQ_LEVEL_HIGH}};
     prop_interrupts(w, irq, 1);
     end(w);
 }
@@ -219,6 +218,8 @@ static void write_virtio(struct fdt_writer *w, const struct arm64_fdt_mmio_devic
     prop_string(w, "compatible", "virtio,mmio");
     uint64_t reg[2] = {v->base, v->size};
     prop_reg(w, reg, 1);
+    /* Edge: the line is an irqfd, which KVM pulses (raises and lowers at
+     * once); a level-sensitive SPI would lose the pulse. */
     const uint32_t irq[1][3] = {{ARM64_FDT_GIC_SPI, v->spi, ARM64_FDT_IRQ_EDGE_RISING}};
     prop_interrupts(w, irq, 1);
     /* The device reads and writes guest memory through the host's cache

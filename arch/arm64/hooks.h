@@ -19,9 +19,10 @@ struct vcpu;
 int arm64_vm_type(const struct vm_config *cfg, int kvm_fd, unsigned long *type);
 
 /* Once every vCPU exists: initialises the vGIC, then what needs it (the
- * UART's interrupt; KVM refuses KVM_IRQFD before), and writes the device
- * tree if the devices are known. Must run before any other KVM_IRQFD.
- * Idempotent. Returns 0 or a negative errno (logged). */
+ * UART and its interrupt line: until then KVM refuses KVM_IRQFD with
+ * EAGAIN, and KVM_IRQ_LINE on a GICv3 with EBUSY), and writes the device
+ * tree if the devices are known. Must run before any interrupt line is
+ * bound. Idempotent. Returns 0 or a negative errno (logged). */
 int arm64_vm_finalize(struct vm *vm);
 
 /* The most vCPUs an arm64 VM can have: the redistributor window's. */

@@ -128,8 +128,8 @@ static const char full_machine_dts[] =
     "\t\treg-shift = <0x00>;\n"
     "\t\treg-io-width = <0x01>;\n"
     "\t\tclock-frequency = <0x1c2000>;\n"
-    /* <SPI 1 edge-rising> */
-    "\t\tinterrupts = <0x00 0x01 0x01>;\n"
+    /* <SPI 1 level-high> */
+    "\t\tinterrupts = <0x00 0x01 0x04>;\n"
     "\t};\n"
     "\n"
     "\tvirtio@a000000 {\n"
