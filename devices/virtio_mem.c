@@ -12,7 +12,7 @@
 #include <string.h>
 
 #include "vmm/bitmap.h"
-#include "vmm/hotplug_mem.h"
+#include "vmm/hotplug/mem.h"
 
 _Static_assert(sizeof(struct virtio_mem_req) == 24, "virtio-mem request is 24 bytes");
 _Static_assert(sizeof(struct virtio_mem_resp) == 10, "virtio-mem response is 10 bytes");

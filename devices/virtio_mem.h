@@ -124,7 +124,7 @@ struct virtio_mem {
 
 extern const struct virtio_device_ops virtio_mem_ops;
 
-/* Backing ops for a struct hotplug_mem (vmm/hotplug_mem.h) as `backing`. */
+/* Backing ops for a struct hotplug_mem (vmm/hotplug/mem.h) as `backing`. */
 extern const struct virtio_mem_backing_ops virtio_mem_hotplug_backing;
 
 /* The usable_region_size policy: requested plus a 256 MiB extent, rounded

@@ -6,7 +6,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "vmm/seccomp.h"
+#include "vmm/sandbox/seccomp.h"
 
 #define CONFIG_MIN_MEM      (32ULL << 20)
 #define CONFIG_MAX_MEM      (1ULL << 40)

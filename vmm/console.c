@@ -16,7 +16,7 @@
 
 #include "devices/serial_16550.h"
 #include "vmm/log.h"
-#include "vmm/seccomp.h"
+#include "vmm/sandbox/seccomp.h"
 #include "vmm/vm.h"
 
 #define CONSOLE_ESCAPE 0x01     /* Ctrl-A */

@@ -5,12 +5,12 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "vmm/api_server.h"
-#include "vmm/cli.h"
+#include "vmm/api/server.h"
+#include "vmm/cli/cli.h"
 #include "vmm/console.h"
-#include "vmm/ctl.h"
+#include "vmm/ctl/ctl.h"
 #include "vmm/log.h"
-#include "vmm/seccomp.h"
+#include "vmm/sandbox/seccomp.h"
 #include "vmm/vm.h"
 
 #define EXIT_USAGE 2

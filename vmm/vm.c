@@ -17,7 +17,7 @@
 
 #include "vmm/arch.h"
 #include "vmm/log.h"
-#include "vmm/seccomp.h"
+#include "vmm/sandbox/seccomp.h"
 #include "vmm/test_hooks.h"
 #include "vmm/vm_devices.h"
 

@@ -1,6 +1,6 @@
 /* The facade between the API server and the VM. Everything is copied out
  * under the owners' locks so the server never holds pointers into devices.
- * Device IDs are restricted to [A-Za-z0-9_-] (virtio_mem_opts.c), so they go
+ * Device IDs are restricted to [A-Za-z0-9_-] (cli/virtio_mem_opts.c), so they go
  * into JSON and Prometheus labels without escaping. */
 #include "vmm/vm_control.h"
 

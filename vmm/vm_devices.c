@@ -6,8 +6,8 @@
 #include <string.h>
 
 #include "vmm/arch.h"
-#include "vmm/hotplug_guard.h"
-#include "vmm/hotplug_layout.h"
+#include "vmm/hotplug/guard.h"
+#include "vmm/hotplug/layout.h"
 #include "vmm/hugepages.h"
 #include "vmm/log.h"
 #include "vmm/size_parse.h"

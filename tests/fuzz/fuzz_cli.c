@@ -1,4 +1,4 @@
-/* The command line: cli_parse (vmm/cli.c) on an argv made of the input's
+/* The command line: cli_parse (vmm/cli/cli.c) on an argv made of the input's
  * NUL-separated pieces, and under it virtio_mem_opts_parse and size_parse /
  * size_format on each piece. A config cli_parse accepts must satisfy every
  * limit its --help states. Paths are only checked with access()/stat(), so
@@ -6,10 +6,10 @@
 #include <errno.h>
 
 #include "tests/fuzz/fuzz.h"
-#include "vmm/cli.h"
-#include "vmm/hotplug_layout.h"
+#include "vmm/cli/cli.h"
+#include "vmm/hotplug/layout.h"
 #include "vmm/size_parse.h"
-#include "vmm/virtio_mem_opts.h"
+#include "vmm/cli/virtio_mem_opts.h"
 
 #define MAX_ARGS 64
 

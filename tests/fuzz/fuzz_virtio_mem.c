@@ -11,7 +11,7 @@
 
 #include "devices/virtio_mem.h"
 #include "tests/fuzz/fuzz.h"
-#include "vmm/hotplug_mem.h"
+#include "vmm/hotplug/mem.h"
 
 #define GPA_BASE (4ULL << 30)
 

@@ -10,7 +10,7 @@
 #include "devices/virtio_mmio.h"
 #include "tests/fuzz/fuzz.h"
 #include "vmm/guest_mem.h"
-#include "vmm/hotplug_mem.h"
+#include "vmm/hotplug/mem.h"
 #include "vmm/io_bus.h"
 
 #define RAM_SIZE 0x10000ULL

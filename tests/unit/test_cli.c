@@ -4,7 +4,7 @@
 #include <unistd.h>
 
 #include "unit.h"
-#include "vmm/cli.h"
+#include "vmm/cli/cli.h"
 
 /* A readable file to stand in for kernel and initrd paths. */
 static const char *existing_file(void)

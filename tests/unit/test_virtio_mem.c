@@ -8,7 +8,7 @@
 
 #include "devices/virtio_mem.h"
 #include "unit.h"
-#include "vmm/hotplug_mem.h"
+#include "vmm/hotplug/mem.h"
 
 #define MiB (1ULL << 20)
 #define GiB (1ULL << 30)

@@ -10,7 +10,7 @@
 #include "devices/virtio_mmio.h"
 #include "unit.h"
 #include "vmm/guest_mem.h"
-#include "vmm/hotplug_mem.h"
+#include "vmm/hotplug/mem.h"
 #include "vmm/io_bus.h"
 
 #define BASE 0xd0000000ULL

@@ -1,9 +1,9 @@
 /* Socket and libmicrohttpd lifecycle, and the per-request plumbing: the
  * request context, body collection, and completion (where accepted actions
  * take effect). Connections reach libmicrohttpd through the front door
- * (api_front.c), which has already checked each whole request. Routing is
- * in api_routes.c. */
-#include "vmm/api_server.h"
+ * (api/front.c), which has already checked each whole request. Routing is
+ * in api/routes.c. */
+#include "vmm/api/server.h"
 
 #include <errno.h>
 #include <malloc.h>
@@ -16,11 +16,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "vmm/api_front.h"
-#include "vmm/api_internal.h"
-#include "vmm/api_json.h"
+#include "vmm/api/front.h"
+#include "vmm/api/internal.h"
+#include "vmm/api/json.h"
 #include "vmm/log.h"
-#include "vmm/seccomp.h"
+#include "vmm/sandbox/seccomp.h"
 #include "vmm/vm_control.h"
 
 /* libmicrohttpd's memory pool per connection. Above 32 KiB it is mmap()ed
@@ -141,7 +141,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
 }
 
 /* Counts the connections libmicrohttpd holds, for the front door's limit:
- * api_front.c counts one up before handing it on, this counts it down. */
+ * api/front.c counts one up before handing it on, this counts it down. */
 static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
                           enum MHD_ConnectionNotificationCode toe)
 {
@@ -199,7 +199,7 @@ static void *start_daemon_thread(void *arg)
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)API_CONNECTION_MEMORY,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
         MHD_OPTION_NOTIFY_CONNECTION, on_connection, s,
-        /* The front door checked more than this (api_http.c); kept so
+        /* The front door checked more than this (api/http.c); kept so
          * libmicrohttpd never loosens what reaches the handlers. */
         MHD_OPTION_STRICT_FOR_CLIENT, (int)1,
         MHD_OPTION_THREAD_STACK_SIZE, (size_t)(1024 * 1024),

@@ -1,4 +1,4 @@
-/* The front door (api_front.h). Why it exists: libmicrohttpd 0.9.75 has only
+/* The front door (api/front.h). Why it exists: libmicrohttpd 0.9.75 has only
  * an idle timeout (a client sending a header byte a second keeps its slot
  * forever), closes connections past its limit without an answer, answers
  * the requests it refuses with HTML, and serves requests RFC 9112 says must
@@ -6,7 +6,7 @@
  * body, read with MSG_PEEK so libmicrohttpd later reads the same bytes) within
  * a total deadline; api_http_check() decides; only well-formed requests reach
  * libmicrohttpd, which then has nothing left to refuse. Every answer carries
- * "Connection: close" (api_json.c), so each connection holds one request and
+ * "Connection: close" (api/json.c), so each connection holds one request and
  * every request passes through here.
  *
  * Slots: at most API_MAX_CONNECTIONS connections, waiting here or handed on.
@@ -15,7 +15,7 @@
  * once, always gets in, however many clients dribble. Long requests (?wait,
  * /events) are capped below the total (API_MAX_LONG), so the slots handed on
  * are never all blocked. */
-#include "vmm/api_front.h"
+#include "vmm/api/front.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -32,8 +32,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "vmm/api_http.h"
-#include "vmm/api_internal.h"
+#include "vmm/api/http.h"
+#include "vmm/api/internal.h"
 #include "vmm/log.h"
 
 /* After a refusal the rest of the request is read and dropped, so the
@@ -195,7 +195,7 @@ static void hand_on(struct api_front *f, unsigned i)
     struct sockaddr_un addr = p->addr;
     socklen_t addrlen = p->addrlen;
     drop(f, i);
-    /* Counted before, uncounted in on_connection (api_server.c) when it
+    /* Counted before, uncounted in on_connection (api/server.c) when it
      * closes; a refusal here closes fd and never reaches it. */
     atomic_fetch_add(&f->s->mhd_conns, 1);
     if (MHD_add_connection(f->s->mhd, fd, (const struct sockaddr *)&addr, addrlen) != MHD_YES) {

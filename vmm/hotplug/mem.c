@@ -1,4 +1,4 @@
-#include "vmm/hotplug_mem.h"
+#include "vmm/hotplug/mem.h"
 
 #include <errno.h>
 #include <fcntl.h>

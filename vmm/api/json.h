@@ -10,7 +10,7 @@
 
 #include "vmm/vm_control.h"
 
-/* Adds "Connection: close": every answer ends its connection (api_json.c). */
+/* Adds "Connection: close": every answer ends its connection (api/json.c). */
 enum MHD_Result api_add_connection_close(struct MHD_Response *r);
 
 /* Queues body (dumped compactly, then released) with status. */

@@ -1,4 +1,4 @@
-#include "vmm/hotplug_guard.h"
+#include "vmm/hotplug/guard.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -13,7 +13,7 @@
 #include <unistd.h>
 
 #include "vmm/log.h"
-#include "vmm/seccomp.h"
+#include "vmm/sandbox/seccomp.h"
 
 #ifndef USERFAULTFD_IOC_NEW
 #define USERFAULTFD_IOC_NEW _IO(0xAA, 0x00)     /* Linux 6.1's /dev/userfaultfd */

@@ -9,9 +9,9 @@
 #include <strings.h>
 #include <time.h>
 
-#include "vmm/api_internal.h"
-#include "vmm/api_json.h"
-#include "vmm/api_parse.h"
+#include "vmm/api/internal.h"
+#include "vmm/api/json.h"
+#include "vmm/api/parse.h"
 #include "vmm/vm_control.h"
 
 typedef enum MHD_Result (*api_handler)(struct api_server *s, struct MHD_Connection *c,
@@ -185,7 +185,7 @@ static enum MHD_Result put_actions(struct api_server *s, struct MHD_Connection *
     char action[sizeof(r->action)], err[256];
     if (api_parse_action(r->body, r->len, action, sizeof(action), err, sizeof(err)) != 0)
         return api_send_error(c, MHD_HTTP_BAD_REQUEST, NULL, "%s", err);
-    /* Taken at completion (api_server.c), once this reply is sent. */
+    /* Taken at completion (api/server.c), once this reply is sent. */
     snprintf(r->action, sizeof(r->action), "%s", action);
     return api_send_json(c, MHD_HTTP_ACCEPTED, json_pack("{s:s}", "action", action));
 }

@@ -1,6 +1,6 @@
 /* Shared by the API server's files: the server, one request's state, and the
- * entry points between connection handling (api_server.c), routing
- * (api_routes.c) and the event stream (api_events.c). */
+ * entry points between connection handling (api/server.c), routing
+ * (api/routes.c) and the event stream (api/events.c). */
 #ifndef MINIVMM_API_INTERNAL_H
 #define MINIVMM_API_INTERNAL_H
 
@@ -9,13 +9,13 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "vmm/api_http.h"
-#include "vmm/api_socket.h"
+#include "vmm/api/http.h"
+#include "vmm/api/socket.h"
 #include "vmm/config.h"
 
 #define API_MAX_BODY API_HTTP_MAX_BODY
 /* Connections at once, those the front door waits on and those handed to
- * libmicrohttpd (api_front.c). */
+ * libmicrohttpd (api/front.c). */
 #define API_MAX_CONNECTIONS 256
 /* ?wait requests and /events streams at once (429 beyond): the other slots
  * stay for requests that answer at once, so the operator gets in. */
@@ -36,7 +36,7 @@ struct api_server {
     struct vm *vm;
     struct MHD_Daemon *mhd;
     struct api_socket sock;
-    struct api_front *front;    /* accepts and checks requests (api_front.c) */
+    struct api_front *front;    /* accepts and checks requests (api/front.c) */
     unsigned timeout_s;         /* idle timeout, and the deadline for a whole request */
     atomic_bool stopping;       /* long requests end when set */
     atomic_int in_flight;       /* requests begun and not yet completed */

@@ -2,7 +2,7 @@
  * by libseccomp for the build's architecture; a name the architecture does
  * not have (poll on arm64) is skipped. ioctl is allowed per request number
  * and madvise per advice, never wholesale. */
-#include "vmm/seccomp_rules.h"
+#include "vmm/sandbox/seccomp_rules.h"
 
 #include <errno.h>
 #include <linux/kvm.h>
@@ -118,7 +118,7 @@ static const struct allowed console_calls[] = {
 
 static const struct allowed api_calls[] = {
     {"accept", "client connections"},
-    {"accept4", "client connections (the front door, api_front.c)"},
+    {"accept4", "client connections (the front door, api/front.c)"},
     {"epoll_create1", "the front door waits on the listening socket and new connections"},
     {"epoll_ctl", "the front door adds and removes connections"},
     {"epoll_wait", "the front door's wait"},

@@ -4,7 +4,7 @@
  * in them is plugged and removed when the last is unplugged; unplugged ranges
  * (and a removed slot whole) handed back to the host by punching holes.
  *
- * The host memory bound: with a guard (vmm/hotplug_guard.h) watching the
+ * The host memory bound: with a guard (vmm/hotplug/guard.h) watching the
  * mapping, host pages are only ever allocated inside plugged blocks, by
  * hotplug_mem_fault (first touch) or prealloc, so the memfd never holds more
  * than the plugged bytes, whatever the guest touches. block_plugged is the

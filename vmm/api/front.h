@@ -1,7 +1,7 @@
 /* The API's front door: one thread that accepts connections, waits for each
  * whole request under a total deadline, refuses malformed ones with a JSON
  * 4xx, and hands well-formed ones to libmicrohttpd (MHD_add_connection).
- * See api_front.c. */
+ * See api/front.c. */
 #ifndef MINIVMM_API_FRONT_H
 #define MINIVMM_API_FRONT_H
 

@@ -1,4 +1,4 @@
-#include "vmm/api_socket.h"
+#include "vmm/api/socket.h"
 
 #include <errno.h>
 #include <stdarg.h>

@@ -3,7 +3,7 @@
  * serves requests RFC 9112 says MUST be refused (two Host headers, a space
  * before a colon, NUL or bare CR in a value, Content-Length with
  * Transfer-Encoding) and answers the ones it refuses with HTML pages; the
- * front door (api_front.c) runs this check on the whole request first, so
+ * front door (api/front.c) runs this check on the whole request first, so
  * libmicrohttpd only ever parses requests that are well-formed. */
 #ifndef MINIVMM_API_HTTP_H
 #define MINIVMM_API_HTTP_H

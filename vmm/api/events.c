@@ -7,8 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "vmm/api_internal.h"
-#include "vmm/api_json.h"
+#include "vmm/api/internal.h"
+#include "vmm/api/json.h"
 #include "vmm/events.h"
 #include "vmm/vm_control.h"
 

@@ -2,7 +2,7 @@
  * of its role as its first act (the main thread once everything it opens at
  * start is open); threads it creates later inherit that filter and stack
  * their own on top, so every role's list must also be allowed by the roles
- * that create it (see vmm/seccomp_rules.c). A forbidden call is fatal: the
+ * that create it (see vmm/sandbox/seccomp_rules.c). A forbidden call is fatal: the
  * process ends by SIGSYS after one line naming the thread role and the call. */
 #ifndef MINIVMM_SECCOMP_H
 #define MINIVMM_SECCOMP_H

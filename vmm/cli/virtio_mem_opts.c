@@ -1,4 +1,4 @@
-#include "vmm/virtio_mem_opts.h"
+#include "vmm/cli/virtio_mem_opts.h"
 
 #include <errno.h>
 #include <stdarg.h>

@@ -1,4 +1,4 @@
-#include "vmm/api_json.h"
+#include "vmm/api/json.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -9,7 +9,7 @@
 #include "vmm/size_parse.h"
 
 /* One request per connection: the next one must come through the front
- * door (api_front.c) on a new connection, to be checked before
+ * door (api/front.c) on a new connection, to be checked before
  * libmicrohttpd parses it. */
 enum MHD_Result api_add_connection_close(struct MHD_Response *r)
 {

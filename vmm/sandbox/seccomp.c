@@ -1,4 +1,4 @@
-#include "vmm/seccomp.h"
+#include "vmm/sandbox/seccomp.h"
 
 #include <errno.h>
 #include <seccomp.h>
@@ -12,7 +12,7 @@
 #include <unistd.h>
 
 #include "vmm/log.h"
-#include "vmm/seccomp_rules.h"
+#include "vmm/sandbox/seccomp_rules.h"
 
 #define NAME_TABLE_SIZE 512
 

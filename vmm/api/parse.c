@@ -1,4 +1,4 @@
-#include "vmm/api_parse.h"
+#include "vmm/api/parse.h"
 
 #include <errno.h>
 #include <math.h>
@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "vmm/api_json.h"
+#include "vmm/api/json.h"
 
 /* ?wait=SECONDS: 0 < S <= 3600, plain decimal ("2", "0.5"): no sign,
  * exponent, hex, inf or nan, which strtod alone would take. */

@@ -1,4 +1,4 @@
-#include "vmm/hotplug_layout.h"
+#include "vmm/hotplug/layout.h"
 
 #include <errno.h>
 #include <stdio.h>

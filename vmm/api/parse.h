@@ -1,7 +1,7 @@
 /* The API's request inputs, parsed and validated without libmicrohttpd: the
  * JSON bodies and query values of the handlers that take them. Pure
  * functions (no VM, no connection), so tests/fuzz calls them directly; the
- * handlers in api_routes.c only send what they decide. */
+ * handlers in api/routes.c only send what they decide. */
 #ifndef MINIVMM_API_PARSE_H
 #define MINIVMM_API_PARSE_H
 

@@ -1,4 +1,4 @@
-#include "vmm/ctl.h"
+#include "vmm/ctl/ctl.h"
 
 #include <curl/curl.h>
 #include <errno.h>

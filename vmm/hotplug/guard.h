@@ -18,7 +18,7 @@
 #include <stdint.h>
 
 #include "vmm/config.h"
-#include "vmm/hotplug_mem.h"
+#include "vmm/hotplug/mem.h"
 
 struct hotplug_guard {
     int uffd;                   /* -1 until opened */

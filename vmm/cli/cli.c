@@ -1,4 +1,4 @@
-#include "vmm/cli.h"
+#include "vmm/cli/cli.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -9,10 +9,10 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "vmm/hotplug_layout.h"
+#include "vmm/hotplug/layout.h"
 #include "vmm/hugepages.h"
 #include "vmm/size_parse.h"
-#include "vmm/virtio_mem_opts.h"
+#include "vmm/cli/virtio_mem_opts.h"
 
 static const char usage_text[] =
     "usage: minivmm --kernel PATH [options]\n"
@@ -135,7 +135,7 @@ static enum cli_result check_readable(const char *opt, const char *path, char *e
 
 /* What can be known before starting: the path fits a sockaddr_un, its
  * directory exists, and nothing but a socket is in the way. Whether a socket
- * there is live is the server's check (vmm/api_socket.c). */
+ * there is live is the server's check (vmm/api/socket.c). */
 static enum cli_result check_api_sock(const char *path, char *err, size_t err_len)
 {
     struct sockaddr_un sun;

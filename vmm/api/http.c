@@ -1,9 +1,9 @@
-/* RFC 9110/9112 request checks (see api_http.h). Stricter than the RFCs
+/* RFC 9110/9112 request checks (see api/http.h). Stricter than the RFCs
  * require in a few places, always towards refusing: lines end in CRLF (no
  * bare LF, which RFC 9112 2.2 only allows), no empty lines before the
  * request line, and no Transfer-Encoding at all (a 411: bodies come with
  * Content-Length). */
-#include "vmm/api_http.h"
+#include "vmm/api/http.h"
 
 #include <stdarg.h>
 #include <stdint.h>
