@@ -113,7 +113,7 @@ int main(int argc, char **argv)
 
     struct console console;
     for (;;) {
-        if (console_start(&console, &vm, vm.console_uart, STDIN_FILENO, &console_out) < 0) {
+        if (console_start(&console, &vm, &vm.console, STDIN_FILENO, &console_out) < 0) {
             status = 1;
             break;
         }

@@ -9,25 +9,27 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "vmm/arch.h"
+#include "vmm/cli/virtio_mem_opts.h"
 #include "vmm/hotplug/layout.h"
 #include "vmm/hugepages.h"
 #include "vmm/size_parse.h"
-#include "vmm/cli/virtio_mem_opts.h"
 
-static const char usage_text[] =
+/* A printf format: the arch names its kernel format and vCPU limit. */
+static const char usage_format[] =
     "usage: minivmm --kernel PATH [options]\n"
     "       minivmm ctl --api-sock PATH [--json] COMMAND  (see minivmm ctl --help)\n"
     "\n"
     "Boots a Linux guest on KVM with its console on stdin/stdout.\n"
     "\n"
-    "  --kernel PATH     guest kernel (x86_64 bzImage)\n"
+    "  --kernel PATH     guest kernel (%s)\n"
     "  --initrd PATH     initial ramdisk\n"
     "  --cmdline STR     kernel command line (default: \"console=ttyS0\")\n"
     "  --mem SIZE[,hugepages=2M|1G]\n"
     "                    boot RAM, with K/M/G/T suffix (default 512M, 32M..1T,\n"
     "                    a multiple of 1M); hugepages=2M|1G backs it with the\n"
     "                    host's huge pages, reserved at start\n"
-    "  --cpus N          number of vCPUs (default 1, at most 255)\n"
+    "  --cpus N          number of vCPUs (default 1, at most %u)\n"
     "  --virtio-mem ID:SIZE[,node=N][,block=SIZE][,requested=SIZE][,prealloc=on|off]\n"
     "               [,guard=on|off][,hugepages=2M|1G]\n"
     "                    a virtio-mem device owning SIZE of hotpluggable memory\n"
@@ -203,7 +205,7 @@ enum cli_result cli_parse(int argc, char *const argv[], struct vm_config *cfg,
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i];
         if (!strcmp(arg, "--help") || !strcmp(arg, "-h")) {
-            fputs(usage_text, (FILE *)out);
+            fprintf((FILE *)out, usage_format, arch_kernel_format(), arch_max_vcpus());
             return CLI_EXIT_OK;
         }
         if (!strcmp(arg, "--version")) {
@@ -302,9 +304,9 @@ enum cli_result cli_parse(int argc, char *const argv[], struct vm_config *cfg,
         int rc = parse_cpus(cpus_text, &cfg->ncpus);
         if (rc == -EINVAL)
             return fail(err, err_len, "--cpus '%s': not a whole number", cpus_text);
-        if (rc == -ERANGE || cfg->ncpus > CONFIG_MAX_CPUS)
-            return fail(err, err_len, "--cpus %s: at most %d vCPUs are supported", cpus_text,
-                        CONFIG_MAX_CPUS);
+        if (rc == -ERANGE || cfg->ncpus > arch_max_vcpus())
+            return fail(err, err_len, "--cpus %s: at most %u vCPUs are supported", cpus_text,
+                        arch_max_vcpus());
         if (cfg->ncpus == 0)
             return fail(err, err_len, "--cpus 0: at least one vCPU is needed");
     }
@@ -315,5 +317,7 @@ enum cli_result cli_parse(int argc, char *const argv[], struct vm_config *cfg,
         if (hotplug_layout(cfg, place, why, sizeof(why)) != 0)
             return fail(err, err_len, "--virtio-mem %s", why);
     }
+    if (arch_check_config(cfg, err, err_len) != 0)
+        return CLI_ERROR;
     return CLI_RUN;
 }

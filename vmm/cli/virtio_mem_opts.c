@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "vmm/arch.h"
 #include "vmm/hugepages.h"
 #include "vmm/size_parse.h"
 
@@ -175,13 +176,15 @@ int virtio_mem_opts_parse(const char *text, struct virtio_mem_opts *o, char *err
                         size_format(o->page_size, b, sizeof(b)));
         o->block_size = o->page_size;
     }
-    uint64_t align = o->block_size > CONFIG_VIRTIO_MEM_SIZE_ALIGN ? o->block_size
-                                                                  : CONFIG_VIRTIO_MEM_SIZE_ALIGN;
+    uint64_t memory_block = arch_guest_memory_block();
+    uint64_t align = o->block_size > memory_block ? o->block_size : memory_block;
+    char c[32];
     if (o->size == 0 || o->size % align)
         return fail(err, errlen,
                     "%s: size %s: must be a non-zero multiple of %s (the block size and "
-                    "Linux's 128M memory block)",
-                    o->id, size_format(o->size, a, sizeof(a)), size_format(align, b, sizeof(b)));
+                    "Linux's %s memory block)",
+                    o->id, size_format(o->size, a, sizeof(a)), size_format(align, b, sizeof(b)),
+                    size_format(memory_block, c, sizeof(c)));
     if (o->requested % o->block_size)
         return fail(err, errlen, "%s: requested=%s: must be a multiple of the block size %s",
                     o->id, size_format(o->requested, a, sizeof(a)),

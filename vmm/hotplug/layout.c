@@ -7,10 +7,10 @@
 #include "vmm/size_parse.h"
 
 /* The slot size must divide the region (so hotplug_mem needs no partial
- * slot); the CLI guarantees the block and 128 MiB do. */
+ * slot); the CLI guarantees the block and the guest's memory block do. */
 static uint64_t slot_size_for(uint64_t size, uint64_t block)
 {
-    uint64_t slot = HOTPLUG_MIN_SLOT_SIZE;
+    uint64_t slot = arch_guest_memory_block();
     while (slot < HOTPLUG_PREFERRED_SLOT_SIZE && size % (slot << 1) == 0)
         slot <<= 1;
     if (slot < block)

@@ -11,7 +11,8 @@
 #include "vmm/guest_mem.h"
 
 /* Slot size policy: 1 GiB where the region size allows (else the largest
- * power of two from 128 MiB, Linux's memory block, that divides it), never
+ * power of two from the guest's memory block, arch_guest_memory_block,
+ * 128 MiB on x86_64 and arm64 with 4 KiB pages, that divides it), never
  * smaller than the device block, doubled while a region would need more than
  * HOTPLUG_MAX_SLOTS_PER_REGION slots. Every slot added or removed makes KVM
  * publish a new memslot array and wait an SRCU grace period (every vCPU out
@@ -19,7 +20,6 @@
  * one flushes nothing, but it is still a grace period per slot, so fewer,
  * larger slots plug faster; what a slot costs the host is only what is
  * plugged in it. */
-#define HOTPLUG_MIN_SLOT_SIZE (128ULL << 20)
 #define HOTPLUG_PREFERRED_SLOT_SIZE (1ULL << 30)
 #define HOTPLUG_MAX_SLOTS_PER_REGION 1024u
 /* Hotplug memslot ids start after the ones boot RAM may use. */

@@ -23,6 +23,13 @@ enum seccomp_role {
     SECCOMP_ROLE_COUNT,
 };
 
+/* An ioctl request a role may make, and why: the generic ones are in
+ * vmm/sandbox/seccomp_rules.c, each arch's in arch_seccomp_ioctls. */
+struct seccomp_ioctl {
+    unsigned long request;
+    const char *why;
+};
+
 /* Once, in the main thread before any other thread exists: remembers the
  * mode (the only process-wide setting; threads in devices/ cannot reach the
  * VM's config) and installs the SIGSYS reporter. Returns 0 or -errno. */
