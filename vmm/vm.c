@@ -235,8 +235,9 @@ int vm_create(struct vm *vm, const struct vm_config *cfg, bool *usage_error)
 int vm_reset(struct vm *vm)
 {
     /* A system reset as a power cycle: a fresh KVM VM leaves no stale
-     * interrupt controller, LAPIC, MSR (kvm-clock pointers into the old
-     * kernel's memory) or memslot state behind; every virtio-mem block is
+     * interrupt controller, vCPU state (on x86 the LAPIC, and MSRs with
+     * kvm-clock pointers into the old kernel's memory) or memslot state
+     * behind; every virtio-mem block is
      * unplugged because its memory goes away with the old memfd. What the
      * operator asked for survives: requested_size of each device, read under
      * the write lock so that no resize the API answered is lost. */

@@ -15,7 +15,8 @@
 #include "vmm/hugepages.h"
 #include "vmm/size_parse.h"
 
-/* A printf format: the arch names its kernel format and vCPU limit. */
+/* A printf format: the arch names its kernel format, default command line
+ * and vCPU limit. */
 static const char usage_format[] =
     "usage: minivmm --kernel PATH [options]\n"
     "       minivmm ctl --api-sock PATH [--json] COMMAND  (see minivmm ctl --help)\n"
@@ -24,7 +25,7 @@ static const char usage_format[] =
     "\n"
     "  --kernel PATH     guest kernel (%s)\n"
     "  --initrd PATH     initial ramdisk\n"
-    "  --cmdline STR     kernel command line (default: \"console=ttyS0\")\n"
+    "  --cmdline STR     kernel command line (default: \"%s\")\n"
     "  --mem SIZE[,hugepages=2M|1G]\n"
     "                    boot RAM, with K/M/G/T suffix (default 512M, 32M..1T,\n"
     "                    a multiple of 1M); hugepages=2M|1G backs it with the\n"
@@ -205,7 +206,8 @@ enum cli_result cli_parse(int argc, char *const argv[], struct vm_config *cfg,
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i];
         if (!strcmp(arg, "--help") || !strcmp(arg, "-h")) {
-            fprintf((FILE *)out, usage_format, arch_kernel_format(), arch_max_vcpus());
+            fprintf((FILE *)out, usage_format, arch_kernel_format(), arch_default_cmdline(),
+                    arch_max_vcpus());
             return CLI_EXIT_OK;
         }
         if (!strcmp(arg, "--version")) {

@@ -24,8 +24,8 @@
 #define HOTPLUG_MAX_SLOTS_PER_REGION 1024u
 /* Hotplug memslot ids start after the ones boot RAM may use. */
 #define HOTPLUG_FIRST_SLOT GUEST_MEM_MAX_REGIONS
-/* KVM's usual per-address-space memslot count on x86 (KVM_CAP_NR_MEMSLOTS
- * says the real one, checked when the VM is created). */
+/* KVM's usual per-address-space memslot count, x86's (arm64 has 32767;
+ * KVM_CAP_NR_MEMSLOTS says the real one, checked when the VM is created). */
 #define HOTPLUG_MAX_SLOT_ID 32764u
 /* Regions start on a 1 GiB boundary (or their slot size, if larger): huge
  * pages in the host and any Linux memory block size up to 1 GiB line up. */

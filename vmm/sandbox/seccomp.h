@@ -15,7 +15,7 @@ enum seccomp_mode {
 
 enum seccomp_role {
     SECCOMP_ROLE_MAIN,      /* builds, waits for and resets the VM */
-    SECCOMP_ROLE_VCPU,      /* KVM_RUN and the devices behind port I/O and MMIO */
+    SECCOMP_ROLE_VCPU,      /* KVM_RUN and the devices behind its exits (MMIO, x86 port I/O) */
     SECCOMP_ROLE_DEVICE,    /* a virtio device's queue thread */
     SECCOMP_ROLE_CONSOLE,   /* stdin -> UART */
     SECCOMP_ROLE_API,       /* the HTTP server's threads */
