@@ -346,3 +346,30 @@ void serial_16550_close(struct serial_16550 *s)
     s->rx_waiter = false;
     pthread_mutex_unlock(&s->lock);
 }
+
+static size_t port_take_output(void *uart, uint8_t *buf, size_t max)
+{
+    return serial_16550_take_output(uart, buf, max);
+}
+
+static size_t port_push_input(void *uart, const uint8_t *buf, size_t n)
+{
+    return serial_16550_push_input(uart, buf, n);
+}
+
+static uint64_t port_output_dropped(void *uart)
+{
+    return serial_16550_output_dropped(uart);
+}
+
+static const struct console_port_ops console_ops = {
+    .take_output = port_take_output,
+    .push_input = port_push_input,
+    .output_dropped = port_output_dropped,
+};
+
+struct console_port serial_16550_console_port(struct serial_16550 *s)
+{
+    return (struct console_port){.ops = &console_ops, .uart = s, .notify_fd = s->notify_fd,
+                                 .output_buffer_size = SERIAL_TX_BUF_SIZE};
+}

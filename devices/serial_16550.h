@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "vmm/console_port.h"
 #include "vmm/io_bus.h"
 #include "vmm/irq_level.h"
 
@@ -64,5 +65,8 @@ uint64_t serial_16550_output_dropped(struct serial_16550 *s);
 
 /* Later pushes are refused. */
 void serial_16550_close(struct serial_16550 *s);
+
+/* The UART as the console thread drives it (after serial_16550_init). */
+struct console_port serial_16550_console_port(struct serial_16550 *s);
 
 #endif

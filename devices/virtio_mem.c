@@ -12,7 +12,7 @@
 #include <string.h>
 
 #include "vmm/bitmap.h"
-#include "vmm/hotplug_mem.h"
+#include "vmm/hotplug/mem.h"
 
 _Static_assert(sizeof(struct virtio_mem_req) == 24, "virtio-mem request is 24 bytes");
 _Static_assert(sizeof(struct virtio_mem_resp) == 10, "virtio-mem response is 10 bytes");
@@ -23,13 +23,11 @@ _Static_assert(sizeof(struct virtio_mem_config) == 0x38, "virtio-mem config is 5
  * for the driver to pick blocks in a memory block it already added, while a
  * terabyte region does not invite a terabyte of guest metadata. */
 #define USABLE_EXTENT (256ULL << 20)
-/* Linux's memory block on x86 (arm64 with 4 KiB pages uses the same order
- * or smaller): the usable end never cuts one in half. */
-#define USABLE_ALIGN (128ULL << 20)
-
-uint64_t virtio_mem_usable_for(uint64_t requested, uint64_t block_size, uint64_t region_size)
+uint64_t virtio_mem_usable_for(uint64_t requested, uint64_t block_size, uint64_t memory_block,
+                               uint64_t region_size)
 {
-    uint64_t align = block_size > USABLE_ALIGN ? block_size : USABLE_ALIGN;
+    /* The guest's memory block: the usable end never cuts one in half. */
+    uint64_t align = block_size > memory_block ? block_size : memory_block;
     if (requested > region_size || region_size - requested <= USABLE_EXTENT)
         return region_size;
     uint64_t want = requested + USABLE_EXTENT;
@@ -65,6 +63,9 @@ int virtio_mem_init(struct virtio_mem *m, const struct virtio_mem_params *p,
         return fail(err, errlen, id,
                     "region size 0x%llx is not a non-zero multiple of the block size 0x%llx",
                     (unsigned long long)p->region_size, (unsigned long long)bs);
+    if (p->memory_block < MIN_BLOCK_SIZE || (p->memory_block & (p->memory_block - 1)))
+        return fail(err, errlen, id, "guest memory block 0x%llx is not a power of two >= 4 KiB",
+                    (unsigned long long)p->memory_block);
     if (p->addr % bs)
         return fail(err, errlen, id,
                     "address 0x%llx is not a multiple of the block size 0x%llx",
@@ -94,6 +95,7 @@ int virtio_mem_init(struct virtio_mem *m, const struct virtio_mem_params *p,
     pthread_mutex_init(&m->lock, NULL);
     pthread_cond_init(&m->idle, NULL);
     m->acpi_pxm = p->acpi_pxm;
+    m->memory_block = p->memory_block;
     m->backing_ops = backing_ops;
     m->backing = backing;
     m->cfg.block_size = bs;
@@ -103,7 +105,8 @@ int virtio_mem_init(struct virtio_mem *m, const struct virtio_mem_params *p,
     /* Policy (docs/virtio-mem.md): requested_size plus an extent, grown
      * with requested_size, shrunk only when nothing is plugged (UNPLUG_ALL,
      * system reset), as the spec allows. */
-    m->cfg.usable_region_size = virtio_mem_usable_for(p->requested_size, bs, p->region_size);
+    m->cfg.usable_region_size = virtio_mem_usable_for(p->requested_size, bs, p->memory_block,
+                                                      p->region_size);
     m->cfg.requested_size = p->requested_size;
     return 0;
 }
@@ -225,7 +228,8 @@ static bool shrink_usable(struct virtio_mem *m)
     struct virtio_mem_config *c = &m->cfg;
     if (c->plugged_size || m->inflight.active)
         return false;
-    uint64_t want = virtio_mem_usable_for(c->requested_size, c->block_size, c->region_size);
+    uint64_t want = virtio_mem_usable_for(c->requested_size, c->block_size, m->memory_block,
+                                          c->region_size);
     if (want >= c->usable_region_size)
         return false;
     c->usable_region_size = want;
@@ -313,7 +317,7 @@ int virtio_mem_set_requested_size(struct virtio_mem *m, uint64_t requested, char
     if (valid) {
         m->cfg.requested_size = requested;
         /* Grows at once; shrinks only when nothing is plugged. */
-        uint64_t want = virtio_mem_usable_for(requested, bs, region);
+        uint64_t want = virtio_mem_usable_for(requested, bs, m->memory_block, region);
         if (want > m->cfg.usable_region_size) {
             m->cfg.usable_region_size = want;
             changed = true;

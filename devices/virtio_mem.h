@@ -76,6 +76,9 @@ struct virtio_mem_params {
     uint64_t block_size;        /* power of two, >= 4 KiB */
     uint16_t node_id;
     bool acpi_pxm;              /* offer VIRTIO_MEM_F_ACPI_PXM */
+    /* The guest's memory block (arch_guest_memory_block), a power of two:
+     * the usable region never ends inside one. */
+    uint64_t memory_block;
     uint64_t requested_size;    /* initial */
 };
 
@@ -105,6 +108,7 @@ struct virtio_mem {
     struct virtio_mem_config cfg;
     char id[32];
     bool acpi_pxm;
+    uint64_t memory_block;      /* virtio_mem_params.memory_block */
     uint64_t nb_blocks;         /* region_size / block_size */
     uint64_t *plugged;          /* bitmap, one bit per block */
     const struct virtio_mem_backing_ops *backing_ops;
@@ -124,12 +128,14 @@ struct virtio_mem {
 
 extern const struct virtio_device_ops virtio_mem_ops;
 
-/* Backing ops for a struct hotplug_mem (vmm/hotplug_mem.h) as `backing`. */
+/* Backing ops for a struct hotplug_mem (vmm/hotplug/mem.h) as `backing`. */
 extern const struct virtio_mem_backing_ops virtio_mem_hotplug_backing;
 
 /* The usable_region_size policy: requested plus a 256 MiB extent, rounded
- * up to 128 MiB (or the block), at most the region. */
-uint64_t virtio_mem_usable_for(uint64_t requested, uint64_t block_size, uint64_t region_size);
+ * up to the guest's memory block (or the device block, if larger), at most
+ * the region. */
+uint64_t virtio_mem_usable_for(uint64_t requested, uint64_t block_size, uint64_t memory_block,
+                               uint64_t region_size);
 
 /* Returns 0 or a negative errno with err describing what is wrong. */
 int virtio_mem_init(struct virtio_mem *m, const struct virtio_mem_params *p,

@@ -7,7 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "vmm/seccomp.h"
+#include "vmm/sandbox/seccomp.h"
 #include "devices/virtio_mmio.h"
 #include "devices/virtio_mmio_internal.h"
 #include "vmm/log.h"

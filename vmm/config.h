@@ -6,19 +6,19 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "vmm/seccomp.h"
+#include "vmm/sandbox/seccomp.h"
 
 #define CONFIG_MIN_MEM      (32ULL << 20)
 #define CONFIG_MAX_MEM      (1ULL << 40)
-#define CONFIG_MAX_CPUS     255    /* xAPIC ids in the MADT; x2APIC would lift it */
+/* The most vCPUs is the arch's (arch_max_vcpus). */
 #define CONFIG_MAX_CMDLINE  4096
 
 #define CONFIG_MAX_VIRTIO_MEM 8
 #define CONFIG_MAX_NUMA_NODES 64
 #define CONFIG_VIRTIO_MEM_ID_MAX 31
 #define CONFIG_VIRTIO_MEM_DEFAULT_BLOCK (2ULL << 20)
-/* Linux's x86 memory block: a region smaller or unaligned wastes the rest. */
-#define CONFIG_VIRTIO_MEM_SIZE_ALIGN (128ULL << 20)
+/* Regions are multiples of the guest's memory block (arch_guest_memory_block):
+ * a region smaller or unaligned wastes the rest. */
 
 /* One --virtio-mem device. */
 struct virtio_mem_opts {

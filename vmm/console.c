@@ -14,9 +14,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "devices/serial_16550.h"
 #include "vmm/log.h"
-#include "vmm/seccomp.h"
+#include "vmm/sandbox/seccomp.h"
 #include "vmm/vm.h"
 
 #define CONSOLE_ESCAPE 0x01     /* Ctrl-A */
@@ -127,7 +126,7 @@ static bool drain_output(struct console *c, bool writable)
     for (;;) {
         if (c->out_off == c->out_len) {
             c->out_off = 0;
-            c->out_len = serial_16550_take_output(c->uart, c->out_buf, sizeof(c->out_buf));
+            c->out_len = c->port.ops->take_output(c->port.uart, c->out_buf, sizeof(c->out_buf));
             if (!c->out_len)
                 return true;
         }
@@ -162,7 +161,7 @@ static bool drain_output(struct console *c, bool writable)
 static void report_drops(struct console *c)
 {
     static struct log_ratelimit rl;
-    uint64_t dropped = serial_16550_output_dropped(c->uart);
+    uint64_t dropped = c->port.ops->output_dropped(c->port.uart);
     if (dropped == c->dropped_reported)
         return;
     c->dropped_reported = dropped;
@@ -170,9 +169,9 @@ static void report_drops(struct console *c)
         return;
     c->drops_warned = true;
     log_warn_ratelimited(&rl, "console: stdout is not taking guest output; dropping what "
-                         "does not fit in the UART's %d KiB buffer "
+                         "does not fit in the UART's %zu KiB buffer "
                          "(minivmm_console_output_dropped_bytes_total)",
-                         SERIAL_TX_BUF_SIZE / 1024);
+                         c->port.output_buffer_size / 1024);
 }
 
 /* Hands buffered input to the UART; what does not fit waits for the UART's
@@ -181,7 +180,7 @@ static void forward_input(struct console *c)
 {
     if (c->in_off == c->in_len || vm_stopping(c->vm))
         return;
-    c->in_off += serial_16550_push_input(c->uart, c->in_buf + c->in_off,
+    c->in_off += c->port.ops->push_input(c->port.uart, c->in_buf + c->in_off,
                                          c->in_len - c->in_off);
     if (c->in_off == c->in_len)
         c->in_off = c->in_len = 0;
@@ -220,7 +219,7 @@ static void flush_output(struct console *c)
     c->out_off = c->out_len = 0;
     unsigned char scratch[4096];
     size_t n;
-    while ((n = serial_16550_take_output(c->uart, scratch, sizeof(scratch))) > 0)
+    while ((n = c->port.ops->take_output(c->port.uart, scratch, sizeof(scratch))) > 0)
         lost += n;
     if (lost)
         log_warn("console: %zu bytes of guest output not written: stdout did not take them "
@@ -241,7 +240,7 @@ static void *console_thread(void *arg)
         bool want_input = c->in_open && c->in_off == c->in_len;
         struct pollfd fds[4] = {
             {.fd = c->wake_fd, .events = POLLIN},
-            {.fd = c->uart->notify_fd, .events = POLLIN},
+            {.fd = c->port.notify_fd, .events = POLLIN},
             {.fd = want_input ? c->in_fd : -1, .events = POLLIN},
             {.fd = out_pending ? c->out->fd : -1, .events = POLLOUT},
         };
@@ -255,7 +254,7 @@ static void *console_thread(void *arg)
             break;
         if (fds[1].revents) {
             uint64_t v;
-            if (read(c->uart->notify_fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+            if (read(c->port.notify_fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
                 log_warn("console: reading the UART's eventfd: %s", strerror(errno));
         }
         writable = fds[3].revents != 0;
@@ -291,16 +290,21 @@ static int enter_raw_mode(struct console *c)
     return 0;
 }
 
-int console_start(struct console *c, struct vm *vm, struct serial_16550 *uart, int in_fd,
+int console_start(struct console *c, struct vm *vm, const struct console_port *port, int in_fd,
                   const struct console_output *out)
 {
     memset(c, 0, sizeof(*c));
+    c->wake_fd = -1;
+    if (!port->ops) {
+        log_error("console: this VM has no console UART");
+        return -ENODEV;
+    }
     c->vm = vm;
-    c->uart = uart;
+    c->port = *port;
     c->in_fd = in_fd;
     c->in_open = true;
     c->out = out;
-    c->dropped_reported = serial_16550_output_dropped(uart);
+    c->dropped_reported = port->ops->output_dropped(port->uart);
     c->is_tty = isatty(in_fd);
     c->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (c->wake_fd < 0) {

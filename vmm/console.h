@@ -10,8 +10,9 @@
 #include <stdint.h>
 #include <termios.h>
 
+#include "vmm/console_port.h"
+
 struct vm;
-struct serial_16550;
 
 /* Where guest output goes: a file description of stdout of its own, so that
  * writes can be non-blocking without changing the shared one (the user's
@@ -33,7 +34,7 @@ void console_output_close(struct console_output *out);
 
 struct console {
     struct vm *vm;
-    struct serial_16550 *uart;
+    struct console_port port;   /* the arch's UART (vm->console) */
     int in_fd;
     bool in_open;               /* stdin not yet at EOF */
     const struct console_output *out;
@@ -54,8 +55,8 @@ struct console {
 };
 
 /* Starts forwarding in_fd to the UART and its output to out; a terminal on
- * in_fd goes into raw mode. */
-int console_start(struct console *c, struct vm *vm, struct serial_16550 *uart, int in_fd,
+ * in_fd goes into raw mode. -ENODEV when the port has no UART. */
+int console_start(struct console *c, struct vm *vm, const struct console_port *port, int in_fd,
                   const struct console_output *out);
 
 /* Stops the console thread after at most CONSOLE_FLUSH_MS of flushing and

@@ -5,12 +5,12 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "vmm/api_server.h"
-#include "vmm/cli.h"
+#include "vmm/api/server.h"
+#include "vmm/cli/cli.h"
 #include "vmm/console.h"
-#include "vmm/ctl.h"
+#include "vmm/ctl/ctl.h"
 #include "vmm/log.h"
-#include "vmm/seccomp.h"
+#include "vmm/sandbox/seccomp.h"
 #include "vmm/vm.h"
 
 #define EXIT_USAGE 2
@@ -113,7 +113,7 @@ int main(int argc, char **argv)
 
     struct console console;
     for (;;) {
-        if (console_start(&console, &vm, vm.console_uart, STDIN_FILENO, &console_out) < 0) {
+        if (console_start(&console, &vm, &vm.console, STDIN_FILENO, &console_out) < 0) {
             status = 1;
             break;
         }

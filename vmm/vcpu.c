@@ -1,4 +1,5 @@
-/* The vCPU run loop: KVM_RUN, then hand each exit to the bus or stop the VM. */
+/* The vCPU run loop: KVM_RUN, then hand each exit to the MMIO bus or the
+ * arch, or stop the VM. */
 #include <errno.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -7,28 +8,6 @@
 #include "vmm/log.h"
 #include "vmm/vm_devices.h"
 #include "vmm/vm.h"
-
-static void handle_pio(struct vcpu *vcpu)
-{
-    struct kvm_run *run = vcpu->run;
-    uint8_t *data = (uint8_t *)run + run->io.data_offset;
-    unsigned size = run->io.size;
-
-    /* String I/O (rep ins/outs) arrives as `count` consecutive items. */
-    for (uint32_t i = 0; i < run->io.count; i++, data += size) {
-        bool claimed;
-        if (run->io.direction == KVM_EXIT_IO_OUT)
-            claimed = io_bus_write(&vcpu->vm->pio, run->io.port, data, size);
-        else
-            claimed = io_bus_read(&vcpu->vm->pio, run->io.port, data, size);
-        /* Linux probes many legacy ports (PCI config, CMOS, POST); silence is
-         * the hardware's answer for an absent device. */
-        if (!claimed)
-            log_debug("unclaimed port %s 0x%x size %u",
-                      run->io.direction == KVM_EXIT_IO_OUT ? "write" : "read", run->io.port,
-                      size);
-    }
-}
 
 static void handle_mmio(struct vcpu *vcpu)
 {
@@ -54,6 +33,8 @@ static void handle_mmio(struct vcpu *vcpu)
                              (unsigned long long)run->mmio.phys_addr);
 }
 
+/* KVM_EXIT_SYSTEM_EVENT as the KVM API defines it for every arch, for an
+ * arch that does not say more (arch_vcpu_exit). */
 static void handle_system_event(struct vcpu *vcpu)
 {
     struct vm *vm = vcpu->vm;
@@ -71,6 +52,31 @@ static void handle_system_event(struct vcpu *vcpu)
         log_warn("vCPU %u: ignoring system event type %u", vcpu->index,
                  vcpu->run->system_event.type);
     }
+}
+
+/* An exit the run loop does not serve itself: the arch's first. */
+static void handle_arch_exit(struct vcpu *vcpu)
+{
+    struct vm *vm = vcpu->vm;
+    enum vm_stop_reason reason = VM_STOP_ERROR;
+    char detail[sizeof(vm->stop_detail)];
+    detail[0] = '\0';
+    switch (arch_vcpu_exit(vcpu, &reason, detail, sizeof(detail))) {
+    case ARCH_EXIT_RESUME:
+        return;
+    case ARCH_EXIT_STOP:
+        if (reason != VM_STOP_POWEROFF && reason != VM_STOP_REBOOT)
+            reason = VM_STOP_ERROR;     /* an exit ends, restarts or fails the guest */
+        vm_request_stop(vm, reason, "%s", detail[0] ? detail : "stopped by the arch");
+        return;
+    case ARCH_EXIT_UNKNOWN:
+        break;
+    }
+    if (vcpu->run->exit_reason == KVM_EXIT_SYSTEM_EVENT)
+        handle_system_event(vcpu);
+    else
+        vm_request_stop(vm, VM_STOP_ERROR, "vCPU %u: unhandled KVM exit reason %u", vcpu->index,
+                        vcpu->run->exit_reason);
 }
 
 /* KVM could not map guest memory: no huge page left, a memory limit, or a
@@ -106,30 +112,23 @@ int vcpu_run_loop(struct vcpu *vcpu)
                 memory_fault(vcpu, err);
                 return -1;
             }
-            vm_request_stop(vm, VM_STOP_ERROR, "KVM_RUN on vCPU %u: %s", vcpu->index,
-                            strerror(err));
+            /* Some failures are the guest's doing, which only the arch can
+             * tell (arm64: ENOSYS for an access KVM cannot decode). */
+            char detail[sizeof(vm->stop_detail)];
+            if (arch_vcpu_run_error(vcpu, err, detail, sizeof(detail)))
+                vm_request_stop(vm, VM_STOP_ERROR, "%s", detail);
+            else
+                vm_request_stop(vm, VM_STOP_ERROR, "KVM_RUN on vCPU %u: %s", vcpu->index,
+                                strerror(err));
             return -1;
         }
         /* Only this thread writes it; /metrics reads it: no locked add. */
         __atomic_store_n(&vcpu->exits, vcpu->exits + 1, __ATOMIC_RELAXED);
         switch (run->exit_reason) {
-        case KVM_EXIT_IO:
-            handle_pio(vcpu);
-            break;
         case KVM_EXIT_MMIO:
             handle_mmio(vcpu);
             break;
         case KVM_EXIT_INTR:
-            break;
-        case KVM_EXIT_SHUTDOWN:
-            /* x86 triple fault: what a PC does is reset. Where the guest
-             * was is gone after the reset, so it is logged first. */
-            arch_vcpu_log_state(vcpu);
-            vm_request_stop(vm, VM_STOP_REBOOT, "guest reset (triple fault on vCPU %u)",
-                            vcpu->index);
-            break;
-        case KVM_EXIT_SYSTEM_EVENT:
-            handle_system_event(vcpu);
             break;
         case KVM_EXIT_FAIL_ENTRY:
             vm_request_stop(vm, VM_STOP_ERROR,
@@ -141,13 +140,8 @@ int vcpu_run_loop(struct vcpu *vcpu)
                             "vCPU %u: KVM_EXIT_INTERNAL_ERROR, suberror %u", vcpu->index,
                             run->internal.suberror);
             break;
-        case KVM_EXIT_HLT:
-            /* Only reachable without an in-kernel interrupt controller. */
-            vm_request_stop(vm, VM_STOP_POWEROFF, "guest halted (vCPU %u)", vcpu->index);
-            break;
         default:
-            vm_request_stop(vm, VM_STOP_ERROR, "vCPU %u: unhandled KVM exit reason %u",
-                            vcpu->index, run->exit_reason);
+            handle_arch_exit(vcpu);
         }
     }
     return 0;

@@ -17,7 +17,7 @@
 
 #include "vmm/arch.h"
 #include "vmm/log.h"
-#include "vmm/seccomp.h"
+#include "vmm/sandbox/seccomp.h"
 #include "vmm/test_hooks.h"
 #include "vmm/vm_devices.h"
 
@@ -49,12 +49,16 @@ static int open_kvm(struct vm *vm)
         log_error("KVM_GET_API_VERSION: got %d, need %d", version, KVM_API_VERSION);
         return -ENOTSUP;
     }
+    unsigned long type;
+    int rc = arch_kvm_vm_type(vm, &type);
+    if (rc < 0)
+        return rc;
     do {
-        vm->vm_fd = ioctl(vm->kvm_fd, KVM_CREATE_VM, 0);
+        vm->vm_fd = ioctl(vm->kvm_fd, KVM_CREATE_VM, type);
     } while (vm->vm_fd < 0 && errno == EINTR);
     if (vm->vm_fd < 0) {
         int err = errno;
-        log_error("KVM_CREATE_VM: %s", strerror(err));
+        log_error("KVM_CREATE_VM (type 0x%lx): %s", type, strerror(err));
         return -err;
     }
     vm->vcpu_mmap_size = ioctl(vm->kvm_fd, KVM_GET_VCPU_MMAP_SIZE, 0);
@@ -120,7 +124,6 @@ static int vm_build(struct vm *vm, bool *usage_error)
 
     vm->kvm_fd = vm->vm_fd = -1;
     guest_mem_init(&vm->mem, -1);
-    io_bus_init(&vm->pio, "pio");
     io_bus_init(&vm->mmio, "mmio");
     vm->n_devices = 0;
     *usage_error = false;
@@ -152,13 +155,10 @@ static int vm_build(struct vm *vm, bool *usage_error)
         *usage_error = rc == -ENOEXEC;
         return rc;
     }
-    rc = vm_devices_create(vm);
-    if (rc < 0)
-        return rc;
-    rc = arch_describe_devices(vm);
-    if (rc < 0)
-        return rc;
 
+    /* Every vCPU exists before any interrupt line is bound: arm64's vGIC
+     * is initialised for its final vCPU count (arch_vm_finalize), and
+     * KVM_IRQFD waits for that. */
     vm->vcpus = calloc(cfg->ncpus, sizeof(*vm->vcpus));
     if (!vm->vcpus)
         return -ENOMEM;
@@ -169,7 +169,17 @@ static int vm_build(struct vm *vm, bool *usage_error)
         if (rc < 0)
             return rc;
     }
-    return 0;
+    rc = arch_vm_finalize(vm);
+    if (rc < 0)
+        return rc;
+
+    rc = arch_devices_create(vm);
+    if (rc < 0)
+        return rc;
+    rc = vm_devices_create(vm);
+    if (rc < 0)
+        return rc;
+    return arch_describe_devices(vm);
 }
 
 /* The reverse of vm_build; safe on a partly built VM. */
@@ -194,7 +204,7 @@ static void vm_teardown(struct vm *vm)
     if (vm->kvm_fd >= 0)
         close(vm->kvm_fd);
     vm->vm_fd = vm->kvm_fd = -1;
-    vm->console_uart = NULL;
+    vm->console = (struct console_port){.notify_fd = -1};
 }
 
 int vm_create(struct vm *vm, const struct vm_config *cfg, bool *usage_error)
@@ -225,8 +235,9 @@ int vm_create(struct vm *vm, const struct vm_config *cfg, bool *usage_error)
 int vm_reset(struct vm *vm)
 {
     /* A system reset as a power cycle: a fresh KVM VM leaves no stale
-     * interrupt controller, LAPIC, MSR (kvm-clock pointers into the old
-     * kernel's memory) or memslot state behind; every virtio-mem block is
+     * interrupt controller, vCPU state (on x86 the LAPIC, and MSRs with
+     * kvm-clock pointers into the old kernel's memory) or memslot state
+     * behind; every virtio-mem block is
      * unplugged because its memory goes away with the old memfd. What the
      * operator asked for survives: requested_size of each device, read under
      * the write lock so that no resize the API answered is lost. */

@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "vmm/config.h"
+#include "vmm/console_port.h"
 #include "vmm/events.h"
 #include "vmm/guest_mem.h"
 #include "vmm/io_bus.h"
@@ -62,8 +63,7 @@ struct vm {
     int vcpu_mmap_size;
     bool memory_fault_info;     /* KVM_CAP_MEMORY_FAULT_INFO: EFAULT exits carry the gpa */
     struct guest_mem mem;
-    struct io_bus pio;
-    struct io_bus mmio;
+    struct io_bus mmio;         /* port I/O, where an arch has it, is the arch's */
     struct vcpu *vcpus;
     unsigned ncpus;
     struct vm_device_info devices[VM_MAX_DEVICES];
@@ -72,7 +72,7 @@ struct vm {
     unsigned n_virtio_mem;
     struct hotplug_guard *mem_guard;    /* watches every region (vm_devices.c) */
     void *arch;                 /* owned by arch/<arch>/ */
-    struct serial_16550 *console_uart;  /* set by the arch; fed by the console */
+    struct console_port console;        /* the arch's UART (arch_devices_create) */
 
     /* Kept across guest reboots (vm_reset). Readers outside the VM's own
      * threads (the API) hold control_lock for reading; vm_reset rebuilds

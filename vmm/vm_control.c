@@ -1,15 +1,12 @@
 /* The facade between the API server and the VM. Everything is copied out
  * under the owners' locks so the server never holds pointers into devices.
- * Device IDs are restricted to [A-Za-z0-9_-] (virtio_mem_opts.c), so they go
+ * Device IDs are restricted to [A-Za-z0-9_-] (cli/virtio_mem_opts.c), so they go
  * into JSON and Prometheus labels without escaping. */
 #include "vmm/vm_control.h"
-
-#include "devices/serial_16550.h"
 
 #include <errno.h>
 #include <string.h>
 
-#include "devices/serial_16550.h"
 #include "devices/virtio.h"
 #include "vmm/vm.h"
 #include "vmm/vm_devices.h"
@@ -245,16 +242,17 @@ void vmc_metrics(struct vm *vm, FILE *out)
     fprintf(out, "# HELP minivmm_events_total Events published on the event stream.\n"
                  "# TYPE minivmm_events_total counter\nminivmm_events_total %llu\n",
             (unsigned long long)event_bus_last(&vm->events));
-    /* The UART lives from vm_create to vm_destroy, which outlive the API. */
-    if (vm->console_uart)
+    /* The UART is the arch's: a reset replaces it, with the control lock
+     * held for writing. */
+    pthread_rwlock_rdlock(&vm->control_lock);
+    if (vm->console.ops)
         fprintf(out, "# HELP minivmm_console_output_dropped_bytes_total Guest console output "
                      "dropped because stdout did not take it and the UART's buffer was full.\n"
                      "# TYPE minivmm_console_output_dropped_bytes_total counter\n"
                      "minivmm_console_output_dropped_bytes_total %llu\n",
-                (unsigned long long)serial_16550_output_dropped(vm->console_uart));
+                (unsigned long long)vm->console.ops->output_dropped(vm->console.uart));
     fprintf(out, "# HELP minivmm_vcpu_exits_total KVM exits per vCPU since the guest last "
                  "started.\n# TYPE minivmm_vcpu_exits_total counter\n");
-    pthread_rwlock_rdlock(&vm->control_lock);
     for (unsigned i = 0; i < vm->ncpus; i++)
         fprintf(out, "minivmm_vcpu_exits_total{vcpu=\"%u\"} %llu\n", i,
                 (unsigned long long)__atomic_load_n(&vm->vcpus[i].exits, __ATOMIC_RELAXED));

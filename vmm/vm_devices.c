@@ -6,8 +6,8 @@
 #include <string.h>
 
 #include "vmm/arch.h"
-#include "vmm/hotplug_guard.h"
-#include "vmm/hotplug_layout.h"
+#include "vmm/hotplug/guard.h"
+#include "vmm/hotplug/layout.h"
 #include "vmm/hugepages.h"
 #include "vmm/log.h"
 #include "vmm/size_parse.h"
@@ -245,7 +245,8 @@ int vm_devices_create(struct vm *vm)
             .region_size = place[i].size,
             .block_size = o->block_size,
             .node_id = (uint16_t)o->node,
-            .acpi_pxm = true,
+            .acpi_pxm = arch_virtio_mem_acpi_pxm(),
+            .memory_block = arch_guest_memory_block(),
             .requested_size = vm->requested_after_reset_valid ? vm->requested_after_reset[i]
                                                               : o->requested,
         };

@@ -9,7 +9,7 @@
 
 #include "devices/virtio_mem.h"
 #include "devices/virtio_mmio.h"
-#include "vmm/hotplug_mem.h"
+#include "vmm/hotplug/mem.h"
 #include "vmm/log.h"
 #include "vmm/vm.h"
 

@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <linux/kvm.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -15,12 +16,11 @@
 #include "arch/arm64/boot_plan.h"
 #include "arch/arm64/fdt.h"
 #include "arch/arm64/gic.h"
-#include "arch/arm64/hooks.h"
 #include "arch/arm64/layout.h"
 #include "arch/arm64/loader.h"
 #include "arch/arm64/vcpu.h"
 #include "devices/serial_16550.h"
-#include "vmm/hotplug_layout.h"
+#include "vmm/hotplug/layout.h"
 #include "vmm/log.h"
 #include "vmm/vm.h"
 
@@ -33,9 +33,6 @@ struct arm64_vm {
     struct kvm_vcpu_init target;        /* KVM_ARM_PREFERRED_TARGET */
     struct arm64_boot_plan plan;
     uint64_t *mpidr;                    /* per vCPU, as KVM assigned them */
-    unsigned vcpus_ready;
-    bool finalized;
-    bool described;
     struct arm64_fdt_mmio_device virtio[VM_MAX_DEVICES];
     unsigned n_virtio;
     struct irq_level uart_irq;
@@ -47,6 +44,53 @@ struct arm64_vm {
 const char *arch_default_cmdline(void)
 {
     return "console=ttyS0";
+}
+
+const char *arch_kernel_format(void)
+{
+    return "arm64 Image";
+}
+
+unsigned arch_max_vcpus(void)
+{
+    return ARM64_MAX_VCPUS;     /* the redistributor window's, and KVM's GICv3 limit */
+}
+
+uint64_t arch_guest_memory_block(void)
+{
+    return ARM64_GUEST_MEMORY_BLOCK;
+}
+
+/* A guest booted with a device tree has no ACPI, so no proximity domain a
+ * node_id could name. */
+bool arch_virtio_mem_acpi_pxm(void)
+{
+    return false;
+}
+
+int arch_check_config(const struct vm_config *cfg, char *err, size_t errlen)
+{
+    const char *cmdline = cfg->cmdline ? cfg->cmdline : arch_default_cmdline();
+    if (strlen(cmdline) >= ARM64_CMDLINE_MAX) {
+        snprintf(err, errlen, "--cmdline: %zu bytes, an arm64 kernel takes at most %d",
+                 strlen(cmdline), ARM64_CMDLINE_MAX - 1);
+        return -EINVAL;
+    }
+    /* Linux's virtio-mem driver takes a node only from ACPI (PXM); a guest
+     * booted with a device tree puts the memory on node 0 whatever the
+     * device says (docs/arm64.md, "NUMA"). A node that cannot be honoured
+     * is refused rather than ignored. */
+    for (unsigned i = 0; i < cfg->n_virtio_mem; i++) {
+        if (cfg->virtio_mem[i].node != 0) {
+            snprintf(err, errlen,
+                     "--virtio-mem %s: node=%u: an arm64 guest booted with a device tree puts "
+                     "virtio-mem memory on node 0 (Linux takes the node only from ACPI), so "
+                     "only node=0 is accepted on arm64",
+                     cfg->virtio_mem[i].id, cfg->virtio_mem[i].node);
+            return -EINVAL;
+        }
+    }
+    return 0;
 }
 
 int arch_ram_layout(uint64_t mem_size, struct mem_range *ranges, unsigned max, unsigned *n)
@@ -75,13 +119,11 @@ uint64_t arch_device_mmio_base(unsigned index)
     return ARM64_VIRTIO_MMIO_BASE + (uint64_t)index * ARM64_VIRTIO_MMIO_STRIDE;
 }
 
-unsigned arm64_max_vcpus(void)
+/* KVM_CREATE_VM's type: an IPA size covering boot RAM and every
+ * --virtio-mem region, within the host's KVM_CAP_ARM_VM_IPA_SIZE. */
+int arch_kvm_vm_type(struct vm *vm, unsigned long *type)
 {
-    return ARM64_MAX_VCPUS;
-}
-
-int arm64_vm_type(const struct vm_config *cfg, int kvm_fd, unsigned long *type)
-{
+    const struct vm_config *cfg = vm->cfg;
     struct hotplug_placement place[CONFIG_MAX_VIRTIO_MEM];
     char reason[320];
     if (hotplug_layout(cfg, place, reason, sizeof(reason)) < 0) {
@@ -92,7 +134,7 @@ int arm64_vm_type(const struct vm_config *cfg, int kvm_fd, unsigned long *type)
     for (unsigned i = 0; i < cfg->n_virtio_mem; i++)
         if (place[i].gpa + place[i].size > top)
             top = place[i].gpa + place[i].size;
-    int host_limit = ioctl(kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_ARM_VM_IPA_SIZE);
+    int host_limit = ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_ARM_VM_IPA_SIZE);
     unsigned bits;
     if (arm64_ipa_choose(top, host_limit > 0 ? host_limit : 0, &bits, reason,
                          sizeof(reason)) < 0) {
@@ -103,41 +145,8 @@ int arm64_vm_type(const struct vm_config *cfg, int kvm_fd, unsigned long *type)
     return 0;
 }
 
-/* What only arm64 refuses in a configuration the CLI accepted. */
-static int check_config(const struct vm_config *cfg)
-{
-    if (cfg->ncpus > ARM64_MAX_VCPUS) {
-        log_error("--cpus %u: an arm64 VM has at most %u (its GICv3 redistributors)",
-                  cfg->ncpus, ARM64_MAX_VCPUS);
-        return -ENOEXEC;
-    }
-    const char *cmdline = cfg->cmdline ? cfg->cmdline : arch_default_cmdline();
-    if (strlen(cmdline) >= ARM64_CMDLINE_MAX) {
-        log_error("--cmdline: %zu bytes, an arm64 kernel takes at most %d", strlen(cmdline),
-                  ARM64_CMDLINE_MAX - 1);
-        return -ENOEXEC;
-    }
-    /* Linux's virtio-mem driver takes a node only from ACPI (PXM); a guest
-     * booted with a device tree puts the memory on node 0 whatever the
-     * device says (docs/arm64.md, "NUMA"). A node that cannot be honoured
-     * is refused rather than ignored. */
-    for (unsigned i = 0; i < cfg->n_virtio_mem; i++) {
-        if (cfg->virtio_mem[i].node != 0) {
-            log_error("--virtio-mem %s: node=%u: an arm64 guest booted with a device tree "
-                      "puts virtio-mem memory on node 0 (Linux takes the node only from ACPI), "
-                      "so only node=0 is accepted on arm64",
-                      cfg->virtio_mem[i].id, cfg->virtio_mem[i].node);
-            return -ENOEXEC;
-        }
-    }
-    return 0;
-}
-
 int arch_check_kernel(const struct vm_config *cfg)
 {
-    int rc = check_config(cfg);
-    if (rc)
-        return rc;
     struct arm64_image_info image;
     struct arm64_boot_plan plan;
     return arm64_loader_plan(cfg, &image, &plan);
@@ -179,14 +188,11 @@ int arch_load_kernel(struct vm *vm)
     return arm64_loader_load(vm->cfg, &vm->mem, &a->plan);
 }
 
-/* The device tree needs every vCPU's MPIDR (known once they all exist) and
- * every device (known at arch_describe_devices): whichever comes last
- * writes it. */
+/* The device tree, at the place arch_load_kernel planned; every vCPU's MPIDR
+ * and every device is known by now. */
 static int write_fdt(struct vm *vm)
 {
     struct arm64_vm *a = vm->arch;
-    if (!a->described || !a->finalized)
-        return 0;
     uint8_t seed[ARM64_RNG_SEED_BYTES];
     size_t seed_len = sizeof(seed);
     if (getrandom(seed, sizeof(seed), GRND_NONBLOCK) != (ssize_t)sizeof(seed)) {
@@ -241,7 +247,6 @@ int arch_describe_devices(struct vm *vm)
             a->virtio[a->n_virtio++] = (struct arm64_fdt_mmio_device){
                 .base = d->mmio_base, .size = d->mmio_size, .spi = d->irq};
     }
-    a->described = true;
     return write_fdt(vm);
 }
 
@@ -270,22 +275,21 @@ static int uart_create(struct vm *vm)
                          &a->uart, "uart");
     if (rc)
         return rc;
-    vm->console_uart = &a->uart;
+    vm->console = serial_16550_console_port(&a->uart);
     return 0;
 }
 
-int arm64_vm_finalize(struct vm *vm)
+/* Once every vCPU exists: the vGIC's initialisation, before which KVM refuses
+ * KVM_IRQFD (EAGAIN) and, on a GICv3, KVM_IRQ_LINE (EBUSY). */
+int arch_vm_finalize(struct vm *vm)
 {
     struct arm64_vm *a = vm->arch;
-    if (a->finalized)
-        return 0;
-    int rc = arm64_gic_init(a->gic_fd);
-    if (!rc)
-        rc = uart_create(vm);
-    if (rc)
-        return rc;
-    a->finalized = true;
-    return write_fdt(vm);
+    return arm64_gic_init(a->gic_fd);
+}
+
+int arch_devices_create(struct vm *vm)
+{
+    return uart_create(vm);
 }
 
 int arch_vcpu_init(struct vm *vm, struct vcpu *vcpu)
@@ -294,18 +298,7 @@ int arch_vcpu_init(struct vm *vm, struct vcpu *vcpu)
     int rc = arm64_vcpu_init(vcpu->fd, vcpu->index, &a->target, &a->mpidr[vcpu->index]);
     if (!rc && vcpu->index == 0)
         rc = arm64_vcpu_set_boot_regs(vcpu->fd, 0, a->plan.kernel_entry, a->plan.fdt_addr);
-    if (rc)
-        return rc;
-    /* Until vmm/ has a step after the last vCPU (hooks.h), the last vCPU's
-     * setup is that step. */
-    if (++a->vcpus_ready == vm->cfg->ncpus)
-        return arm64_vm_finalize(vm);
-    return 0;
-}
-
-void arch_vcpu_log_state(const struct vcpu *vcpu)
-{
-    arm64_vcpu_log_state(vcpu->fd, vcpu->index);
+    return rc;
 }
 
 void arch_vm_destroy(struct vm *vm)
@@ -322,5 +315,5 @@ void arch_vm_destroy(struct vm *vm)
     free(a->mpidr);
     free(a);
     vm->arch = NULL;
-    vm->console_uart = NULL;
+    vm->console = (struct console_port){.notify_fd = -1};
 }

@@ -28,6 +28,11 @@
 #define ARM64_MAX_VCPUS \
     ((unsigned)((ARM64_GIC_REDIST_LIMIT - ARM64_GIC_REDIST_BASE) / ARM64_GIC_REDIST_STRIDE))
 #define ARM64_RAM_BASE              0x40000000ULL   /* 1 GiB */
+/* Linux arm64's memory block with 4 KiB pages (SECTION_SIZE_BITS 27), as
+ * Debian's arm64 kernels have it: the unit of hot-added memory. (A 64 KiB
+ * page kernel's is 512 MiB; a region sized for 128 MiB blocks wastes up to
+ * 384 MiB there.) */
+#define ARM64_GUEST_MEMORY_BLOCK    (128ULL << 20)
 
 /* Interrupts. KVM's default irqfd routing sends GSI n to SPI n, i.e. GIC
  * INTID 32 + n (api.rst, KVM_IRQFD: "irqchip.pin + 32 corresponds to the

@@ -17,9 +17,8 @@
 #include "arch/x86_64/cpuid.h"
 #include "arch/x86_64/layout.h"
 #include "arch/x86_64/power_ports.h"
-#include "devices/serial_16550.h"
+#include "arch/x86_64/x86_vm.h"
 #include "vmm/log.h"
-#include "vmm/vm.h"
 
 /* KVM on Intel needs three pages for the real-mode TSS and one for the
  * identity map; both sit in the 4 GiB hole, clear of RAM and devices. */
@@ -28,20 +27,50 @@
 #define X86_MAX_KERNEL_FILE (512ULL << 20)
 #define X86_CPUID_SPARE_ENTRIES 8
 
-struct x86_vm {
-    struct irq_level com1_irq;
-    bool com1_irq_ready;
-    struct serial_16550 com1;
-    bool com1_ready;
-    struct kvm_cpuid2 *supported_cpuid;
-    uint64_t entry;
-    struct mem_range ram[ARCH_MAX_RAM_RANGES];
-    unsigned n_ram;
-};
+/* The MADT lists 8-bit xAPIC ids, and 0xff is the broadcast id; x2APIC
+ * would lift it. */
+#define X86_MAX_VCPUS 255
+/* Linux's memory block on x86_64 (SECTION_SIZE_BITS 27). */
+#define X86_GUEST_MEMORY_BLOCK (128ULL << 20)
 
 const char *arch_default_cmdline(void)
 {
     return "console=ttyS0";
+}
+
+const char *arch_kernel_format(void)
+{
+    return "x86_64 bzImage";
+}
+
+unsigned arch_max_vcpus(void)
+{
+    return X86_MAX_VCPUS;
+}
+
+uint64_t arch_guest_memory_block(void)
+{
+    return X86_GUEST_MEMORY_BLOCK;
+}
+
+/* The SRAT (arch_describe_devices) puts each region on its node, so the
+ * device's node_id is a proximity domain the guest knows. */
+bool arch_virtio_mem_acpi_pxm(void)
+{
+    return true;
+}
+
+int arch_check_config(const struct vm_config *cfg, char *err, size_t errlen)
+{
+    (void)cfg; (void)err; (void)errlen;
+    return 0;           /* every option the CLI accepts works on x86_64 */
+}
+
+int arch_kvm_vm_type(struct vm *vm, unsigned long *type)
+{
+    (void)vm;
+    *type = 0;          /* KVM_X86_DEFAULT_VM */
+    return 0;
 }
 
 int arch_ram_layout(uint64_t mem_size, struct mem_range *ranges, unsigned max, unsigned *n)
@@ -104,6 +133,7 @@ int arch_vm_init(struct vm *vm)
     if (!x)
         return -ENOMEM;
     vm->arch = x;
+    io_bus_init(&x->pio, "pio");
     arch_ram_layout(vm->cfg->mem_size, x->ram, ARCH_MAX_RAM_RANGES, &x->n_ram);
 
     int rc = vm_ioctl(vm, KVM_SET_TSS_ADDR, X86_KVM_TSS_ADDR, "KVM_SET_TSS_ADDR");
@@ -138,9 +168,21 @@ int arch_vm_init(struct vm *vm)
     x86_cpuid_set_tsc_deadline(x->supported_cpuid,
                                ioctl(vm->vm_fd, KVM_CHECK_EXTENSION,
                                      KVM_CAP_TSC_DEADLINE_TIMER) > 0);
+    return 0;
+}
 
+int arch_vm_finalize(struct vm *vm)
+{
+    (void)vm;           /* the irqchip was complete at KVM_CREATE_IRQCHIP */
+    return 0;
+}
+
+/* COM1 (the console) and the ACPI power and i8042 reset ports. */
+int arch_devices_create(struct vm *vm)
+{
+    struct x86_vm *x = vm->arch;
     /* Level-triggered, as the _CRS in arch/x86_64/acpi_tables.c says. */
-    rc = irq_level_init(&x->com1_irq, vm->vm_fd, X86_COM1_GSI);
+    int rc = irq_level_init(&x->com1_irq, vm->vm_fd, X86_COM1_GSI);
     if (rc)
         return rc;
     x->com1_irq_ready = true;
@@ -150,11 +192,12 @@ int arch_vm_init(struct vm *vm)
         return rc;
     }
     x->com1_ready = true;
-    rc = io_bus_register(&vm->pio, X86_COM1_PORT, 8, &serial_16550_io, &x->com1, "com1");
+    rc = io_bus_register(&x->pio, X86_COM1_PORT, SERIAL_REG_COUNT, &serial_16550_io, &x->com1,
+                         "com1");
     if (rc)
         return rc;
-    vm->console_uart = &x->com1;
-    return x86_power_ports_register(vm);
+    vm->console = serial_16550_console_port(&x->com1);
+    return x86_power_ports_register(&x->pio, vm);
 }
 
 static int read_kernel_file(const char *path, uint8_t **data, size_t *len)
@@ -418,11 +461,6 @@ int arch_vcpu_init(struct vm *vm, struct vcpu *vcpu)
     return rc;
 }
 
-void arch_vcpu_log_state(const struct vcpu *vcpu)
-{
-    x86_log_vcpu_state(vcpu->fd, vcpu->index);
-}
-
 void arch_vm_destroy(struct vm *vm)
 {
     struct x86_vm *x = vm->arch;
@@ -435,5 +473,5 @@ void arch_vm_destroy(struct vm *vm)
     free(x->supported_cpuid);
     free(x);
     vm->arch = NULL;
-    vm->console_uart = NULL;
+    vm->console = (struct console_port){.notify_fd = -1};
 }

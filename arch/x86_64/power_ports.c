@@ -59,15 +59,15 @@ static void i8042_write(void *opaque, uint64_t offset, const uint8_t *data, unsi
 
 static const struct io_handler i8042_io = {.read = i8042_read, .write = i8042_write};
 
-int x86_power_ports_register(struct vm *vm)
+int x86_power_ports_register(struct io_bus *pio, struct vm *vm)
 {
-    int rc = io_bus_register(&vm->pio, X86_ACPI_SLEEP_CONTROL_PORT,
+    int rc = io_bus_register(pio, X86_ACPI_SLEEP_CONTROL_PORT,
                              X86_ACPI_RESET_PORT - X86_ACPI_SLEEP_CONTROL_PORT + 1, &acpi_pm_io,
                              vm, "acpi-pm");
     if (rc)
         return rc;
     /* Data port 0x60 through command port 0x64, and the system control
      * port 0x61 between them. */
-    return io_bus_register(&vm->pio, X86_I8042_DATA_PORT,
+    return io_bus_register(pio, X86_I8042_DATA_PORT,
                            X86_I8042_CMD_PORT - X86_I8042_DATA_PORT + 1, &i8042_io, vm, "i8042");
 }

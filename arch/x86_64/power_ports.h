@@ -5,8 +5,9 @@
 #define MINIVMM_ARCH_X86_64_POWER_PORTS_H
 
 struct vm;
+struct io_bus;
 
-/* Registers both port ranges on vm->pio. */
-int x86_power_ports_register(struct vm *vm);
+/* Registers both port ranges on pio; the stops they cause go to vm. */
+int x86_power_ports_register(struct io_bus *pio, struct vm *vm);
 
 #endif

@@ -1,5 +1,5 @@
 """Hostile and careless clients (issue 10, item 10 (a)-(g)): each test here
-failed on the server before the front door (api_front.c); the failure is
+failed on the server before the front door (api/front.c); the failure is
 noted in each docstring. Times are short because the fixture sets the
 request deadline and idle timeout to IDLE_TIMEOUT_S (2 s)."""
 import json

@@ -58,7 +58,7 @@ CORPUS = [
 ]
 
 # libmicrohttpd 0.9.75 served these as the request without the offending
-# part; the front door (api_front.c) now refuses them (test_every_refusal_is_json).
+# part; the front door (api/front.c) now refuses them (test_every_refusal_is_json).
 # They must still get an ordinary answer, never a 5xx or a crash.
 TOLERATED = [
     b"GET /vm\x00/x HTTP/1.1\r\nHost: x\r\n\r\n",                   # NUL in the target: cut

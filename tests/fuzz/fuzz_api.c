@@ -10,8 +10,8 @@
 #include <math.h>
 
 #include "tests/fuzz/fuzz.h"
-#include "vmm/api_internal.h"
-#include "vmm/api_parse.h"
+#include "vmm/api/internal.h"
+#include "vmm/api/parse.h"
 
 #define MAX_QUERY 16
 

@@ -1,4 +1,4 @@
-/* The command line: cli_parse (vmm/cli.c) on an argv made of the input's
+/* The command line: cli_parse (vmm/cli/cli.c) on an argv made of the input's
  * NUL-separated pieces, and under it virtio_mem_opts_parse and size_parse /
  * size_format on each piece. A config cli_parse accepts must satisfy every
  * limit its --help states. Paths are only checked with access()/stat(), so
@@ -6,10 +6,11 @@
 #include <errno.h>
 
 #include "tests/fuzz/fuzz.h"
-#include "vmm/cli.h"
-#include "vmm/hotplug_layout.h"
+#include "vmm/arch.h"
+#include "vmm/cli/cli.h"
+#include "vmm/cli/virtio_mem_opts.h"
+#include "vmm/hotplug/layout.h"
 #include "vmm/size_parse.h"
-#include "vmm/virtio_mem_opts.h"
 
 #define MAX_ARGS 64
 
@@ -29,7 +30,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 static void check_opts(const struct virtio_mem_opts *o)
 {
     uint64_t bs = o->block_size;
-    uint64_t align = bs > CONFIG_VIRTIO_MEM_SIZE_ALIGN ? bs : CONFIG_VIRTIO_MEM_SIZE_ALIGN;
+    uint64_t memory_block = arch_guest_memory_block();
+    uint64_t align = bs > memory_block ? bs : memory_block;
     FUZZ_CHECK(o->id[0] && strlen(o->id) <= CONFIG_VIRTIO_MEM_ID_MAX);
     FUZZ_CHECK(bs >= 4096 && !(bs & (bs - 1)));
     FUZZ_CHECK(o->size && o->size % align == 0);
@@ -42,7 +44,7 @@ static void check_config(const struct vm_config *cfg)
     FUZZ_CHECK(cfg->kernel_path && cfg->kernel_path[0]);
     FUZZ_CHECK(cfg->mem_size >= CONFIG_MIN_MEM && cfg->mem_size <= CONFIG_MAX_MEM);
     FUZZ_CHECK(cfg->mem_size % (1ULL << 20) == 0);
-    FUZZ_CHECK(cfg->ncpus >= 1 && cfg->ncpus <= CONFIG_MAX_CPUS);
+    FUZZ_CHECK(cfg->ncpus >= 1 && cfg->ncpus <= arch_max_vcpus());
     FUZZ_CHECK(!cfg->cmdline || strlen(cfg->cmdline) < CONFIG_MAX_CMDLINE);
     FUZZ_CHECK(cfg->n_virtio_mem <= CONFIG_MAX_VIRTIO_MEM);
     for (unsigned i = 0; i < cfg->n_virtio_mem; i++) {

@@ -1,4 +1,4 @@
-/* The API's request check (vmm/api_http.c), the front door's judge of
+/* The API's request check (vmm/api/http.c), the front door's judge of
  * whatever a client sends: any bytes, judged as a whole and as every prefix
  * the front door might have peeked at. Properties: a verdict on a prefix
  * never contradicts the whole (a prefix refused stays refused; a complete
@@ -6,7 +6,7 @@
  * is one of the documented statuses with a reason, and a complete request's
  * length lies inside the buffer. */
 #include "tests/fuzz/fuzz.h"
-#include "vmm/api_http.h"
+#include "vmm/api/http.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {

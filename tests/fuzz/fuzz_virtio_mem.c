@@ -11,7 +11,7 @@
 
 #include "devices/virtio_mem.h"
 #include "tests/fuzz/fuzz.h"
-#include "vmm/hotplug_mem.h"
+#include "vmm/hotplug/mem.h"
 
 #define GPA_BASE (4ULL << 30)
 
@@ -163,7 +163,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     fake.region = g->region;
     fake.block = g->block;
     struct virtio_mem_params p = {.id = "fuzz", .addr = GPA_BASE, .region_size = g->region,
-                                  .block_size = g->block};
+                                  .block_size = g->block, .memory_block = 128ULL << 20};
     struct virtio_mem m;
     char err[256];
     if (virtio_mem_init(&m, &p, real ? &virtio_mem_hotplug_backing : &fake_ops,

@@ -10,7 +10,7 @@
 #include "devices/virtio_mmio.h"
 #include "tests/fuzz/fuzz.h"
 #include "vmm/guest_mem.h"
-#include "vmm/hotplug_mem.h"
+#include "vmm/hotplug/mem.h"
 #include "vmm/io_bus.h"
 
 #define RAM_SIZE 0x10000ULL
@@ -119,7 +119,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct io_bus bus;
     char err[256];
     struct virtio_mem_params p = {.id = "fuzz", .addr = MEM_GPA, .region_size = MEM_SIZE,
-                                  .block_size = MEM_BLOCK, .requested_size = 64ULL << 20};
+                                  .block_size = MEM_BLOCK, .memory_block = 128ULL << 20,
+                                  .requested_size = 64ULL << 20};
     if (virtio_mem_init(&m, &p, &virtio_mem_hotplug_backing, &hm, err, sizeof(err)) != 0 ||
         virtio_mmio_init(&t, &virtio_mem_ops, &m, &gm, -1, MMIO_BASE, 5, "fuzz") != 0)
         abort();

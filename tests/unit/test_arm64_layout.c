@@ -7,12 +7,10 @@
 #include <stdint.h>
 
 #include "arch/arm64/layout.h"
-#include "vmm/hotplug_layout.h"
+#include "vmm/hotplug/layout.h"
 
 #define MiB (1ULL << 20)
 #define GiB (1ULL << 30)
-/* Linux arm64's memory block with 4 KiB pages (SECTION_SIZE_BITS 27). */
-#define ARM64_LINUX_MEMORY_BLOCK (128 * MiB)
 
 struct window {
     const char *name;
@@ -87,9 +85,10 @@ TEST(layout_hotplug_window)
          * start: that is whole memory blocks of the guest, never boot RAM. */
         uint64_t first = (start + HOTPLUG_REGION_ALIGN - 1) & ~(HOTPLUG_REGION_ALIGN - 1);
         CHECK(first >= arm64_ram_end(mems[i]));
-        CHECK_EQ(first % ARM64_LINUX_MEMORY_BLOCK, 0);
-        CHECK_EQ(HOTPLUG_REGION_ALIGN % ARM64_LINUX_MEMORY_BLOCK, 0);
+        CHECK_EQ(first % ARM64_GUEST_MEMORY_BLOCK, 0);
+        CHECK_EQ(HOTPLUG_REGION_ALIGN % ARM64_GUEST_MEMORY_BLOCK, 0);
     }
+    CHECK_EQ(ARM64_GUEST_MEMORY_BLOCK, 128 * MiB);
 }
 
 TEST(layout_ipa_bits_needed)

@@ -4,7 +4,8 @@
 #include <unistd.h>
 
 #include "unit.h"
-#include "vmm/cli.h"
+#include "vmm/arch.h"
+#include "vmm/cli/cli.h"
 
 /* A readable file to stand in for kernel and initrd paths. */
 static const char *existing_file(void)
@@ -89,7 +90,10 @@ TEST(every_bad_value_names_its_option)
     EXPECT_ERROR("--mem 33333K: must be a multiple of 1M", "--kernel", k, "--mem", "33333K");
     EXPECT_ERROR("--mem '99999999999999999999G'", "--kernel", k, "--mem", "99999999999999999999G");
     EXPECT_ERROR("--cpus 0: at least one", "--kernel", k, "--cpus", "0");
-    EXPECT_ERROR("--cpus 256: at most 255", "--kernel", k, "--cpus", "256");
+    char over[16], over_msg[48];
+    snprintf(over, sizeof(over), "%u", arch_max_vcpus() + 1);
+    snprintf(over_msg, sizeof(over_msg), "--cpus %s: at most %u", over, arch_max_vcpus());
+    EXPECT_ERROR(over_msg, "--kernel", k, "--cpus", over);
     EXPECT_ERROR("--cpus 99999999999: at most", "--kernel", k, "--cpus", "99999999999");
     EXPECT_ERROR("--cpus 'two'", "--kernel", k, "--cpus", "two");
     EXPECT_ERROR("--cpus '-1'", "--kernel", k, "--cpus", "-1");

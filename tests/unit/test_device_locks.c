@@ -106,7 +106,8 @@ static void setup(struct fx *f)
     guest_mem_init(&f->gm, -1);
     CHECK_EQ(guest_mem_add_ram(&f->gm, &r, 1, 0), 0);
     struct virtio_mem_params p = {.id = "locks", .addr = REGION_GPA, .region_size = REGION_SIZE,
-                                  .block_size = BLOCK, .requested_size = 2ULL << 30};
+                                  .block_size = BLOCK, .memory_block = 128ULL << 20,
+                                  .requested_size = 2ULL << 30};
     char err[200];
     CHECK_EQ(virtio_mem_init(&f->dev, &p, &gated_ops, &f->g, err, sizeof(err)), 0);
     CHECK_EQ(virtio_mmio_init(&f->t, &virtio_mem_ops, &f->dev, &f->gm, -1, BASE, 5, "locks"), 0);

@@ -11,8 +11,8 @@
 #include <unistd.h>
 
 #include "unit.h"
-#include "vmm/hotplug_guard.h"
-#include "vmm/hotplug_mem.h"
+#include "vmm/hotplug/guard.h"
+#include "vmm/hotplug/mem.h"
 
 #define MiB (1ULL << 20)
 #define GPA (64ULL << 30)

@@ -3,7 +3,7 @@
 
 #include "unit.h"
 #include "vmm/arch.h"
-#include "vmm/hotplug_layout.h"
+#include "vmm/hotplug/layout.h"
 
 static struct vm_config config_with(uint64_t mem, unsigned n, const uint64_t *sizes,
                                     const uint64_t *blocks)

@@ -5,7 +5,7 @@
 #include <stdint.h>
 
 #include "unit.h"
-#include "vmm/hotplug_mem.h"
+#include "vmm/hotplug/mem.h"
 
 #define MiB (1ULL << 20)
 #define GPA (1ULL << 32)

@@ -11,7 +11,7 @@
 #include <unistd.h>
 
 #include "unit.h"
-#include "vmm/hotplug_mem.h"
+#include "vmm/hotplug/mem.h"
 
 #define MiB (1ULL << 20)
 #define GiB (1ULL << 30)

@@ -8,7 +8,7 @@
 
 #include "devices/virtio_mem.h"
 #include "unit.h"
-#include "vmm/hotplug_mem.h"
+#include "vmm/hotplug/mem.h"
 
 #define MiB (1ULL << 20)
 #define GiB (1ULL << 30)
@@ -16,6 +16,7 @@
 #define BS (2 * MiB)
 #define REGION (256 * MiB)      /* 128 blocks */
 #define SLOT (64 * MiB)         /* 32 blocks per slot, 4 slots */
+#define MEMORY_BLOCK (128 * MiB) /* the guest's memory block (x86_64, arm64 4K) */
 
 struct fixture {
     struct hotplug_mem hm;
@@ -27,7 +28,8 @@ static void setup_hotplug(struct fixture *f, uint64_t requested)
     CHECK_EQ(hotplug_mem_init(&f->hm, -1, "virtio-mem test", BASE, REGION, SLOT, 4096, 100, 0, false),
              0);
     struct virtio_mem_params p = {.id = "test", .addr = BASE, .region_size = REGION,
-                                  .block_size = BS, .requested_size = requested};
+                                  .block_size = BS, .memory_block = MEMORY_BLOCK,
+                                  .requested_size = requested};
     char err[256] = "";
     CHECK_EQ(virtio_mem_init(&f->m, &p, &virtio_mem_hotplug_backing, &f->hm, err, sizeof(err)),
              0);
@@ -74,7 +76,8 @@ static void setup_fake(struct virtio_mem *m, struct fake_backing *fb, uint64_t a
 {
     memset(fb, 0, sizeof(*fb));
     struct virtio_mem_params p = {.id = "fake", .addr = addr, .region_size = region,
-                                  .block_size = bs, .requested_size = requested};
+                                  .block_size = bs, .memory_block = MEMORY_BLOCK,
+                                  .requested_size = requested};
     char err[256] = "";
     CHECK_EQ(virtio_mem_init(m, &p, &fake_ops, fb, err, sizeof(err)), 0);
 }
@@ -127,23 +130,26 @@ TEST(init_rejects_bad_parameters)
     struct virtio_mem m;
     char err[256];
     struct {
-        uint64_t addr, region, bs, requested;
+        uint64_t addr, region, bs, requested, memory_block;
         const char *msg;
     } cases[] = {
-        {BASE, REGION, 0, 0, "power of two"},
-        {BASE, REGION, 2048, 0, "power of two"},
-        {BASE, REGION, 0x3000, 0, "power of two"},
-        {BASE, 0, BS, 0, "region size"},
-        {BASE, REGION + 4096, BS, 0, "region size"},
-        {BASE + 4096, REGION, BS, 0, "not a multiple of the block size"},
-        {0xffffffffffe00000ULL, 2 * BS, BS, 0, "wraps"},
-        {BASE, REGION, BS, REGION + BS, "exceeds the region size"},
-        {BASE, REGION, BS, BS + 4096, "requested size"},
+        {BASE, REGION, 0, 0, MEMORY_BLOCK, "power of two"},
+        {BASE, REGION, 2048, 0, MEMORY_BLOCK, "power of two"},
+        {BASE, REGION, 0x3000, 0, MEMORY_BLOCK, "power of two"},
+        {BASE, 0, BS, 0, MEMORY_BLOCK, "region size"},
+        {BASE, REGION + 4096, BS, 0, MEMORY_BLOCK, "region size"},
+        {BASE + 4096, REGION, BS, 0, MEMORY_BLOCK, "not a multiple of the block size"},
+        {0xffffffffffe00000ULL, 2 * BS, BS, 0, MEMORY_BLOCK, "wraps"},
+        {BASE, REGION, BS, REGION + BS, MEMORY_BLOCK, "exceeds the region size"},
+        {BASE, REGION, BS, BS + 4096, MEMORY_BLOCK, "requested size"},
+        {BASE, REGION, BS, 0, 0, "guest memory block"},
+        {BASE, REGION, BS, 0, 96 * MiB, "guest memory block"},
     };
     for (unsigned i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         struct virtio_mem_params p = {.id = "mem0", .addr = cases[i].addr,
                                       .region_size = cases[i].region,
                                       .block_size = cases[i].bs,
+                                      .memory_block = cases[i].memory_block,
                                       .requested_size = cases[i].requested};
         err[0] = 0;
         CHECK_EQ(virtio_mem_init(&m, &p, &fake_ops, &fb, err, sizeof(err)), -EINVAL);
@@ -151,7 +157,8 @@ TEST(init_rejects_bad_parameters)
         CHECK_STR_CONTAINS(err, "virtio-mem mem0");
     }
     struct virtio_mem_params ok = {.id = "mem0", .addr = BASE, .region_size = REGION,
-                                   .block_size = BS, .requested_size = REGION};
+                                   .block_size = BS, .memory_block = MEMORY_BLOCK,
+                                   .requested_size = REGION};
     CHECK_EQ(virtio_mem_init(&m, &ok, NULL, &fb, err, sizeof(err)), -EINVAL);
     CHECK_STR_CONTAINS(err, "backing");
     CHECK_EQ(virtio_mem_init(&m, &ok, &fake_ops, &fb, err, sizeof(err)), 0);
@@ -165,23 +172,29 @@ TEST(init_rejects_bad_parameters)
 
 TEST(usable_region_policy)
 {
-    /* requested + 256 MiB, rounded up to 128 MiB (or the block), capped at
-     * the region; grows with requested_size, shrinks only with nothing
-     * plugged. */
-    CHECK_EQ(virtio_mem_usable_for(0, BS, 64 * GiB), 256 * MiB);
-    CHECK_EQ(virtio_mem_usable_for(BS, BS, 64 * GiB), 384 * MiB);
-    CHECK_EQ(virtio_mem_usable_for(GiB, BS, 64 * GiB), GiB + 256 * MiB);
-    CHECK_EQ(virtio_mem_usable_for(GiB, GiB, 64 * GiB), 2 * GiB);       /* block-aligned */
-    CHECK_EQ(virtio_mem_usable_for(63 * GiB, BS, 64 * GiB), 63 * GiB + 256 * MiB);
-    CHECK_EQ(virtio_mem_usable_for(63 * GiB + 900 * MiB, BS, 64 * GiB), 64 * GiB);  /* capped */
-    CHECK_EQ(virtio_mem_usable_for(64 * GiB, BS, 64 * GiB), 64 * GiB);
-    CHECK_EQ(virtio_mem_usable_for(0, BS, 128 * MiB), 128 * MiB);
+    /* requested + 256 MiB, rounded up to the guest's memory block (or the
+     * device block), capped at the region; grows with requested_size,
+     * shrinks only with nothing plugged. */
+    const uint64_t mb = MEMORY_BLOCK;
+    CHECK_EQ(virtio_mem_usable_for(0, BS, mb, 64 * GiB), 256 * MiB);
+    CHECK_EQ(virtio_mem_usable_for(BS, BS, mb, 64 * GiB), 384 * MiB);
+    CHECK_EQ(virtio_mem_usable_for(GiB, BS, mb, 64 * GiB), GiB + 256 * MiB);
+    CHECK_EQ(virtio_mem_usable_for(GiB, GiB, mb, 64 * GiB), 2 * GiB);   /* block-aligned */
+    CHECK_EQ(virtio_mem_usable_for(63 * GiB, BS, mb, 64 * GiB), 63 * GiB + 256 * MiB);
+    CHECK_EQ(virtio_mem_usable_for(63 * GiB + 900 * MiB, BS, mb, 64 * GiB), 64 * GiB); /* capped */
+    CHECK_EQ(virtio_mem_usable_for(64 * GiB, BS, mb, 64 * GiB), 64 * GiB);
+    CHECK_EQ(virtio_mem_usable_for(0, BS, mb, 128 * MiB), 128 * MiB);
+    /* A guest with larger memory blocks (512 MiB: arm64 with 64 KiB pages)
+     * gets a usable end on its own boundary. */
+    CHECK_EQ(virtio_mem_usable_for(0, BS, 512 * MiB, 64 * GiB), 512 * MiB);
+    CHECK_EQ(virtio_mem_usable_for(GiB, BS, 512 * MiB, 64 * GiB), GiB + 512 * MiB);
 
     struct fake_backing fb = {0};
     struct virtio_mem m;
     uint64_t base = 0x100000000ULL;
     struct virtio_mem_params p = {.id = "u", .addr = base, .region_size = 8 * GiB,
-                                  .block_size = BS, .requested_size = 0};
+                                  .block_size = BS, .memory_block = MEMORY_BLOCK,
+                                  .requested_size = 0};
     char err[256];
     CHECK_EQ(virtio_mem_init(&m, &p, &fake_ops, &fb, err, sizeof(err)), 0);
     struct virtio_mem_config c;
@@ -301,7 +314,8 @@ TEST(max_u16_block_count)
     uint64_t bs = 4096, region = 65536 * bs;
     CHECK_EQ(hotplug_mem_init(&hm, -1, "virtio-mem u16", BASE, region, SLOT, 4096, 0, 0, false), 0);
     struct virtio_mem_params p = {.id = "u16", .addr = BASE, .region_size = region,
-                                  .block_size = bs, .requested_size = region};
+                                  .block_size = bs, .memory_block = MEMORY_BLOCK,
+                                  .requested_size = region};
     char err[256];
     CHECK_EQ(virtio_mem_init(&m, &p, &virtio_mem_hotplug_backing, &hm, err, sizeof(err)), 0);
     CHECK_EQ(req(&m, VIRTIO_MEM_REQ_PLUG, BASE + 2 * bs, 65535), VIRTIO_MEM_RESP_ERROR);
@@ -527,7 +541,8 @@ TEST(config_space_is_little_endian)
     struct virtio_mem m;
     struct virtio_mem_params p = {.id = "cfg", .addr = 0x123400000000ULL,
                                   .region_size = 0x80000000ULL, .block_size = BS,
-                                  .node_id = 0x0102, .requested_size = 6 * BS};
+                                  .memory_block = MEMORY_BLOCK, .node_id = 0x0102,
+                                  .requested_size = 6 * BS};
     char err[256];
     CHECK_EQ(virtio_mem_init(&m, &p, &fake_ops, &fb, err, sizeof(err)), 0);
     CHECK_EQ(virtio_mem_ops.config_size, 0x38);
@@ -609,7 +624,7 @@ TEST(features)
     const uint64_t pxm = 1ULL << VIRTIO_MEM_F_ACPI_PXM;
     const uint64_t v1 = 1ULL << VIRTIO_F_VERSION_1;
     struct virtio_mem_params p = {.id = "f", .addr = BASE, .region_size = REGION,
-                                  .block_size = BS};
+                                  .block_size = BS, .memory_block = MEMORY_BLOCK};
     CHECK_EQ(virtio_mem_init(&m, &p, &fake_ops, &fb, err, sizeof(err)), 0);
     CHECK_EQ(virtio_mem_ops.device_id, 24);
     CHECK_EQ(virtio_mem_ops.num_queues, 1);

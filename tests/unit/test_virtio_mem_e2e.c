@@ -10,7 +10,7 @@
 #include "devices/virtio_mmio.h"
 #include "unit.h"
 #include "vmm/guest_mem.h"
-#include "vmm/hotplug_mem.h"
+#include "vmm/hotplug/mem.h"
 #include "vmm/io_bus.h"
 
 #define BASE 0xd0000000ULL
@@ -62,7 +62,8 @@ static bool setup(struct fx *f)
                               false), 0);
     struct virtio_mem_params p = {
         .id = "e2e", .addr = REGION_GPA, .region_size = REGION_SIZE, .block_size = BLOCK,
-        .node_id = 1, .acpi_pxm = true, .requested_size = 64ULL << 20};
+        .node_id = 1, .acpi_pxm = true, .memory_block = 128ULL << 20,
+        .requested_size = 64ULL << 20};
     char err[200];
     CHECK_EQ(virtio_mem_init(&f->dev, &p, &virtio_mem_hotplug_backing, &f->hm, err, sizeof(err)),
              0);

@@ -1,0 +1,39 @@
+/* The API's own HTTP/1.1 request check, in front of libmicrohttpd: a pure
+ * function of the bytes a client has sent so far. libmicrohttpd 0.9.75
+ * serves requests RFC 9112 says MUST be refused (two Host headers, a space
+ * before a colon, NUL or bare CR in a value, Content-Length with
+ * Transfer-Encoding) and answers the ones it refuses with HTML pages; the
+ * front door (api/front.c) runs this check on the whole request first, so
+ * libmicrohttpd only ever parses requests that are well-formed. */
+#ifndef MINIVMM_API_HTTP_H
+#define MINIVMM_API_HTTP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#define API_HTTP_MAX_BODY (64 * 1024)       /* 413 beyond */
+#define API_HTTP_MAX_REQUEST_LINE 4096      /* 414 beyond */
+#define API_HTTP_MAX_HEAD 8192              /* 431 beyond: request line and header lines */
+/* The most a request takes: the front door peeks at the whole of it. */
+#define API_HTTP_MAX_WIRE (API_HTTP_MAX_HEAD + API_HTTP_MAX_BODY)
+
+enum api_http_verdict {
+    API_HTTP_INCOMPLETE,        /* well-formed so far: wait for more */
+    API_HTTP_COMPLETE,          /* a whole, well-formed request */
+    API_HTTP_REFUSE,            /* status and msg say why */
+};
+
+struct api_http_check {
+    enum api_http_verdict verdict;
+    unsigned status;            /* REFUSE: 400, 411, 413, 414 or 431 */
+    char msg[192];              /* REFUSE: the reason, for the JSON error */
+    bool head_done;             /* the header section is complete and valid */
+    bool expect_continue;       /* Expect: 100-continue was asked (with head_done) */
+    size_t length;              /* COMPLETE: the request's bytes, head and body */
+};
+
+/* Judges buf[0..n), the start of what the client sent (n <= API_HTTP_MAX_WIRE
+ * is enough to decide). */
+void api_http_check(const char *buf, size_t n, struct api_http_check *out);
+
+#endif

@@ -1,0 +1,103 @@
+/* Shared by the API server's files: the server, one request's state, and the
+ * entry points between connection handling (api/server.c), routing
+ * (api/routes.c) and the event stream (api/events.c). */
+#ifndef MINIVMM_API_INTERNAL_H
+#define MINIVMM_API_INTERNAL_H
+
+#include <microhttpd.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "vmm/api/http.h"
+#include "vmm/api/socket.h"
+#include "vmm/config.h"
+
+#define API_MAX_BODY API_HTTP_MAX_BODY
+/* Connections at once, those the front door waits on and those handed to
+ * libmicrohttpd (api/front.c). */
+#define API_MAX_CONNECTIONS 256
+/* ?wait requests and /events streams at once (429 beyond): the other slots
+ * stay for requests that answer at once, so the operator gets in. */
+#define API_MAX_LONG 224
+/* The idle timeout, and the total time a connection has to send its whole
+ * request (headers and body) from being accepted. */
+#define API_DEFAULT_TIMEOUT_S 30
+/* How often blocked requests (?wait, /events) look at the world: the
+ * server stopping, the client gone. */
+#define API_POLL_MS 50
+
+struct vm;
+struct api_route;
+struct api_method;
+struct api_front;
+
+struct api_server {
+    struct vm *vm;
+    struct MHD_Daemon *mhd;
+    struct api_socket sock;
+    struct api_front *front;    /* accepts and checks requests (api/front.c) */
+    unsigned timeout_s;         /* idle timeout, and the deadline for a whole request */
+    atomic_bool stopping;       /* long requests end when set */
+    atomic_int in_flight;       /* requests begun and not yet completed */
+    atomic_int mhd_conns;       /* connections handed to libmicrohttpd, not yet closed */
+    atomic_int long_reqs;       /* ?wait requests and /events streams running */
+};
+
+/* One request, from its headers to its completion (MHD's con_cls). */
+struct api_request {
+    const struct api_method *method;
+    char id[64];                /* {id} of /virtio-mem/{id} (its start if too long) */
+    bool id_too_long;           /* then it is no device's: never cut to one that is */
+    bool answered;              /* a response was queued */
+    unsigned err_status;        /* an error found from the headers, sent once */
+    const char *err_allow;      /* the body is in (so the client is not cut */
+    char err_msg[320];          /* off mid-send and keep-alive survives) */
+    char *body;
+    size_t len;
+    char action[16];            /* PUT /vm/actions: run once the reply is out */
+};
+
+/* What routing needs to know of a request, without libmicrohttpd. */
+struct api_route_in {
+    const char *url;            /* the path, without the query */
+    const char *method;
+    const char *content_type;   /* NULL: no Content-Type header */
+    bool bad_value;             /* a header or query parameter has an empty name or a NUL */
+    /* Calls fn with each query parameter name, in order, until fn returns false. */
+    void (*query_keys)(void *ctx, bool (*fn)(void *arg, const char *key), void *arg);
+    void *query_ctx;
+};
+
+/* The routing decision, a pure function of in: sets r->method and r->id, or
+ * notes in r the error the headers decide (400 for a bad header, 404, 405,
+ * 400 for the query, 415). */
+void api_route_decide(const struct api_route_in *in, struct api_request *r);
+
+/* First call for a request (headers only): api_route_decide on what the
+ * connection says. */
+void api_route_begin(struct api_server *s, struct MHD_Connection *c, const char *url,
+                     const char *method, struct api_request *r);
+
+/* The whole body is in r (and fits): sends the noted error or runs the
+ * handler. */
+enum MHD_Result api_route_finish(struct api_server *s, struct MHD_Connection *c,
+                                 struct api_request *r);
+
+/* GET /events. */
+enum MHD_Result api_events_get(struct api_server *s, struct MHD_Connection *c);
+
+/* Whether the client has hung up (or shut its side): a request waiting
+ * for the world ends then instead of holding its thread and slot. */
+bool api_client_gone(struct MHD_Connection *c);
+
+/* A ?wait or /events begins: false (answer 429) when API_MAX_LONG run
+ * already. Each true is matched by one api_long_end. */
+bool api_long_begin(struct api_server *s);
+void api_long_end(struct api_server *s);
+
+/* Sets this connection's idle timeout (0: none), for requests that
+ * legitimately stay quiet longer than the server's timeout. */
+void api_connection_timeout(struct MHD_Connection *c, unsigned seconds);
+
+#endif

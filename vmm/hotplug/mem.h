@@ -1,0 +1,98 @@
+/* A hotpluggable guest memory region (what one virtio-mem device owns): its
+ * own memfd, mapped MAP_SHARED|MAP_NORESERVE so an unplugged terabyte costs
+ * the host nothing; KVM memslots of slot_size registered when the first byte
+ * in them is plugged and removed when the last is unplugged; unplugged ranges
+ * (and a removed slot whole) handed back to the host by punching holes.
+ *
+ * The host memory bound: with a guard (vmm/hotplug/guard.h) watching the
+ * mapping, host pages are only ever allocated inside plugged blocks, by
+ * hotplug_mem_fault (first touch) or prealloc, so the memfd never holds more
+ * than the plugged bytes, whatever the guest touches. block_plugged is the
+ * guard's view of which blocks are plugged, under its own short lock:
+ * plug and unplug run memslot ioctls, which wait for every vCPU, and a vCPU
+ * may be waiting on the guard, so the guard must never wait for them.
+ *
+ * Plug and unplug are called by one thread at a time per region (the
+ * virtio-mem device's change in flight), with no device lock held; the slot
+ * bookkeeping is theirs. */
+#ifndef MINIVMM_HOTPLUG_MEM_H
+#define MINIVMM_HOTPLUG_MEM_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+struct hotplug_mem {
+    int vm_fd;                  /* -1: no KVM (unit tests); memslots skipped */
+    int memfd;
+    uint8_t *hva;               /* whole region, PROT_READ|PROT_WRITE */
+    uint64_t gpa;
+    uint64_t size;
+    uint64_t slot_size;         /* power of two, divides size */
+    uint64_t block_size;        /* plug granularity: power of two, divides slot_size */
+    uint64_t page_size;         /* host page behind it: 4 KiB, or the huge page size */
+    uint32_t first_slot;        /* KVM slot ids first_slot .. first_slot + n_slots - 1 */
+    uint32_t n_slots;
+    uint64_t *slot_plugged;     /* plugged bytes per slot */
+    uint32_t slots_registered;  /* how many memslots are live now (atomic: the API reads it) */
+    bool prealloc;              /* populate on plug; failure -> -ENOMEM */
+    char name[32];
+    /* Guards block_plugged against the guard thread: a block is populated
+     * only while it is marked plugged, and unplug clears the mark before it
+     * discards, so no allocation can land in a block after its unplug. Held
+     * for one bounded populate at most, never across memslot changes. */
+    pthread_mutex_t backing_lock;
+    bool backing_lock_ready;
+    uint64_t *block_plugged;    /* bitmap, one bit per block */
+    uint64_t blocked_accesses;  /* guest touches of unplugged memory (atomic) */
+    uint64_t backing_failures;  /* first touches the host could not back (atomic) */
+};
+
+/* Creates the memfd of `size` bytes (sealed against shrinking) and the
+ * reservation. Nothing is registered with KVM yet. size and gpa must be
+ * multiples of slot_size, slot_size of block_size, block_size of page_size.
+ * page_size 0: the host's base pages; else hugetlbfs pages of that size, of
+ * which none is reserved: a block takes them from the pool when plugged
+ * (prealloc) or first touched. Returns 0 or a negative errno (logged). */
+int hotplug_mem_init(struct hotplug_mem *hm, int vm_fd, const char *name, uint64_t gpa,
+                     uint64_t size, uint64_t slot_size, uint64_t block_size,
+                     uint32_t first_slot, uint64_t page_size, bool prealloc);
+
+/* [offset, offset + len) (page aligned, inside the region, currently
+ * unplugged according to the caller) becomes guest memory: memslots of the
+ * slots it touches are registered if they were empty, and with prealloc the
+ * pages are populated. Returns 0; -ENOMEM when the host cannot back the
+ * memory (prealloc) or a memslot cannot be added; nothing changes then. */
+int hotplug_mem_plug(struct hotplug_mem *hm, uint64_t offset, uint64_t len);
+
+/* The same, populating (prealloc) in bounded chunks and giving up when
+ * *cancel becomes non-zero between two of them: -ECANCELED, nothing
+ * changes, what was populated is discarded. */
+int hotplug_mem_plug_cancellable(struct hotplug_mem *hm, uint64_t offset, uint64_t len,
+                                 const _Atomic uint32_t *cancel);
+
+/* The reverse: the blocks stop being backable, slots left empty are removed
+ * from KVM, then the range is discarded (a removed slot as a whole) so the
+ * host's memory use falls. Returns 0 or a negative errno (logged). */
+int hotplug_mem_unplug(struct hotplug_mem *hm, uint64_t offset, uint64_t len);
+
+/* The guard's question for a missing page at offset: 0 when it lies in a
+ * plugged block, which is then backed around offset (2 MiB or one host page,
+ * whichever is larger, within the block) so the faulting access can be
+ * retried; -EFAULT when the block
+ * is unplugged (the guest broke the rule; nothing is allocated); -ENOMEM
+ * when the host cannot back plugged memory. Thread-safe. */
+int hotplug_mem_fault(struct hotplug_mem *hm, uint64_t offset);
+
+/* Whether the block holding offset is plugged now. Thread-safe. */
+bool hotplug_mem_is_plugged(struct hotplug_mem *hm, uint64_t offset);
+
+/* Bytes of the memfd actually backed by host memory now (from st_blocks). */
+uint64_t hotplug_mem_resident(const struct hotplug_mem *hm);
+
+/* Host pointer for [gpa, gpa + len) inside the region, or NULL. */
+void *hotplug_mem_ptr(const struct hotplug_mem *hm, uint64_t gpa, uint64_t len);
+
+void hotplug_mem_destroy(struct hotplug_mem *hm);
+
+#endif
