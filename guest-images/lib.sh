@@ -172,10 +172,10 @@ mvx_fetch_debs() {
 }
 
 # mvx_lib_closure PKG... -> PKG and, recursively, every library package
-# (lib*) its Depends name, for MVX_ARCH: what a program from PKG needs to
-# run. The first of alternatives is taken; packages of other architectures
-# (Multi-Arch: foreign) and non-library packages (helpers, data, dpkg...)
-# are not followed.
+# (a name with "lib" in it: libfoo1, zlib1g) its Depends name, for MVX_ARCH:
+# what a program from PKG needs to run. The first of alternatives is taken;
+# other packages (helpers, data, dpkg, qemu-system-common...) are not
+# followed.
 mvx_lib_closure() {
     local -A seen=()
     local todo=("$@") next=() p key d
@@ -190,7 +190,7 @@ mvx_lib_closure() {
             # "a (>= 1), b | c, d:any" -> a b d
             for d in $(echo "${MVX_APT_DEPENDS[$key]}" | tr ',' '\n' |
                        sed 's/|.*//; s/(.*)//; s/:any//; s/^ *//; s/ *$//'); do
-                case $d in lib*) ;; *) continue ;; esac
+                case $d in *lib*) ;; *) continue ;; esac
                 [ -n "${seen[$d]:-}" ] && continue
                 seen[$d]=1
                 next+=("$d")
