@@ -180,9 +180,13 @@ payload_add_deb_binary() {
     # --refresh, or when a .deb is gone, it is looked up again.
     if [ "$refresh" = 1 ] || [ ! -s "$list" ] ||
        ! (cd "$MVX_CACHE" && xargs -r ls < "$list" >/dev/null 2>&1); then
-        debs=$(mvx_fetch_debs $(mvx_lib_closure "$pkg")) || exit 1
-        echo "$debs" | xargs -n1 basename > "$list.tmp"
-        mv "$list.tmp" "$list"
+        local pkgs tmp
+        pkgs=$(mvx_lib_closure "$pkg") || exit 1
+        debs=$(mvx_fetch_debs $pkgs) || exit 1
+        # Renamed into place: other worktrees' builds share the cache.
+        tmp=$(mktemp "$list.XXXXXX")
+        echo "$debs" | xargs -n1 basename > "$tmp"
+        mv "$tmp" "$list"
     fi
     while read -r deb; do
         roots+=("$(mvx_unpack_deb "$MVX_CACHE/$deb")")
