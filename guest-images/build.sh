@@ -1,17 +1,24 @@
 #!/bin/bash
 # Builds the minivmm test guests from Debian packages:
-#   OUT/vmlinuz-<series>     the cloud-amd64 kernel (bzImage)
+#   OUT/vmlinuz-<series>     the cloud-amd64 kernel (bzImage), or with
+#                            --arch arm64 the cloud-arm64 kernel (an
+#                            uncompressed arm64 Image)
 #   OUT/initrd-<series>.img  busybox + virtio modules + /init (guest-images/init)
 #   OUT/guest-<series>.info  which packages went in
 # for series 6.1 and 6.12.
 #
-# usage: guest-images/build.sh [--kernel 6.1|6.12|all] [--out DIR] [--cache DIR]
-#   --out    default: <repo>/build/guest
+# usage: guest-images/build.sh [--arch x86_64|arm64] [--kernel 6.1|6.12|all]
+#                              [--out DIR] [--cache DIR]
+#   --arch   the guests' architecture (default x86_64); arm64 packages come
+#            through multi-arch (`dpkg --add-architecture arm64`, tests/deps.sh)
+#   --out    default: <repo>/build/guest (x86_64), <repo>/build/guest-arm64
 #   --cache  where .debs are downloaded and unpacked; default $MINIVMM_CACHE or
 #            ~/.cache/minivmm/debs
 # environment:
 #   MINIVMM_KERNEL_PKG_6_1, MINIVMM_KERNEL_PKG_6_12  pin an exact kernel package
-#            (default: the newest linux-image-*-cloud-amd64-unsigned apt knows)
+#            (default: the newest linux-image-*-cloud-amd64-unsigned apt knows);
+#   MINIVMM_KERNEL_PKG_ARM64_6_1, MINIVMM_KERNEL_PKG_ARM64_6_12  the same for
+#            arm64 (linux-image-*-cloud-arm64-unsigned)
 #   MINIVMM_GUEST_INITRD_COMPRESSION  none (default, see below) or gzip
 #
 # Idempotent: an image is rebuilt only when its packages or these scripts change.
@@ -21,10 +28,11 @@ here=$(cd "$(dirname "$0")" && pwd)
 . "$here/lib.sh"
 
 series=all
-out=$here/../build/guest
+out=
 MVX_CACHE=$(mvx_default_cache)
 while [ $# -gt 0 ]; do
     case $1 in
+    --arch)   mvx_set_arch "$2"; shift 2 ;;
     --kernel) series=$2; shift 2 ;;
     --out)    out=$2; shift 2 ;;
     --cache)  MVX_CACHE=$2; shift 2 ;;
@@ -37,6 +45,10 @@ all) series="6.1 6.12" ;;
 6.1|6.12) ;;
 *) mvx_die "--kernel must be 6.1, 6.12 or all" ;;
 esac
+if [ -z "$out" ]; then
+    out=$here/../build/guest
+    [ "$MVX_ARCH" = amd64 ] || out=$out-$MVX_ARCH
+fi
 
 # The guest initrd is ~2.3 MB uncompressed, ~1.1 MB gzipped. Measured nested
 # (QEMU+KVM inside the TCG test host, 4 runs per kernel): uncompressed reached
@@ -47,7 +59,9 @@ esac
 comp=${MINIVMM_GUEST_INITRD_COMPRESSION:-none}
 
 # Modules the tests need; dependencies are added from modules.dep. virtio_pci
-# is for the QEMU peer (bench/plug: virtio-mem-pci); built in on 6.12.
+# is for the QEMU peer (bench/plug: virtio-mem-pci). Built in on 6.12 (amd64:
+# the virtio core and virtio_pci; arm64: the core and virtio_pci, while
+# virtio_mmio and virtio_mem stay modules); on 6.1 all are modules on both.
 modules="virtio virtio_ring virtio_mmio virtio_pci virtio_mem virtio_blk"
 
 mkdir -p "$out"
@@ -67,6 +81,7 @@ build_one() {
     mvx_log "$s: building from $(basename "$deb")"
     kdir=$(mvx_unpack_deb "$deb")
     kver=$(mvx_kernel_release "$kdir")
+    mvx_check_kernel_image "$kdir/boot/vmlinuz-$kver"
 
     stage=$(mktemp -d "$out/.stage-$s.XXXXXX")
     mkdir -p "$stage"/{dev,proc,sys,tmp,root,etc}
@@ -80,6 +95,7 @@ build_one() {
     cp "$kdir/boot/vmlinuz-$kver" "$out/vmlinuz-$s.tmp"
     mv "$out/vmlinuz-$s.tmp" "$out/vmlinuz-$s"
     {
+        echo "arch=$MVX_ARCH"
         echo "kernel_package=$pkg"
         echo "kernel_deb=$(basename "$deb")"
         echo "kernel_release=$kver"

@@ -6,8 +6,31 @@
 # are reproducible from the package archive and nothing from the build
 # machine's own /bin or /lib leaks into a guest.
 
-# Debian architecture of the images (x86-64 guests and test host).
+# Debian architecture of the images: amd64 (x86-64, the default) or arm64.
+# Set it with mvx_set_arch before any other call; every package is fetched
+# for this architecture (as PKG:ARCH, so arm64 packages come through
+# multi-arch on an amd64 machine: `dpkg --add-architecture arm64`).
 MVX_ARCH=amd64
+# GNU triplet of MVX_ARCH (library directories) and the ELF machine name
+# readelf prints for it.
+MVX_TRIPLET=x86_64-linux-gnu
+MVX_ELF_MACHINE="Advanced Micro Devices X86-64"
+
+# mvx_set_arch x86_64|amd64|arm64|aarch64
+mvx_set_arch() {
+    case $1 in
+    x86_64|amd64)  MVX_ARCH=amd64 MVX_TRIPLET=x86_64-linux-gnu
+                   MVX_ELF_MACHINE="Advanced Micro Devices X86-64" ;;
+    arm64|aarch64) MVX_ARCH=arm64 MVX_TRIPLET=aarch64-linux-gnu MVX_ELF_MACHINE=AArch64 ;;
+    *) mvx_die "unknown architecture '$1' (want x86_64 or arm64)" ;;
+    esac
+}
+
+# mvx_native_arch -> this machine's Debian architecture.
+mvx_native_arch() {
+    dpkg --print-architecture 2>/dev/null || case $(uname -m) in
+        x86_64) echo amd64 ;; aarch64) echo arm64 ;; *) uname -m ;; esac
+}
 
 mvx_log() { echo "[${MVX_PROG:-$(basename "$0")}] $*" >&2; }
 mvx_die() { mvx_log "error: $*"; exit 1; }
@@ -21,20 +44,39 @@ mvx_default_cache() {
 # is disabled (as in Debian container images): ~0.7 s per call. So package
 # names and versions are looked up once, in the calling shell, and the results
 # kept in these variables for the functions below (also in subshells).
+# Keys are PKG:ARCH, where ARCH is the package's own (MVX_ARCH or "all").
 MVX_PKGNAMES=
-declare -gA MVX_APT_VER=() MVX_APT_ARCH=()
+declare -gA MVX_APT_VER=() MVX_APT_ARCH=() MVX_APT_DEPENDS=()
 
-# mvx_apt_prime PKG... : candidate version and architecture of each PKG that
-# apt knows, in one apt-cache call.
+# mvx_qual PKG -> PKG:MVX_ARCH (unless PKG already names an architecture).
+mvx_qual() {
+    case $1 in *:*) echo "$1" ;; *) echo "$1:$MVX_ARCH" ;; esac
+}
+
+# mvx_apt_key PKG -> the key PKG's apt facts are kept under ("" if unknown).
+mvx_apt_key() {
+    local q n a
+    q=$(mvx_qual "$1"); n=${q%%:*}; a=${q#*:}
+    if [ -n "${MVX_APT_VER[$n:$a]:-}" ]; then echo "$n:$a"
+    elif [ -n "${MVX_APT_VER[$n:all]:-}" ]; then echo "$n:all"
+    fi
+}
+
+# mvx_apt_prime PKG... : candidate version, architecture and Depends of each
+# PKG (for MVX_ARCH) that apt knows, in one apt-cache call.
 mvx_apt_prime() {
-    local p v a
-    while read -r p v a; do
-        MVX_APT_VER[$p]=$v
-        MVX_APT_ARCH[$p]=$a
-    done < <(apt-cache show --no-all-versions "$@" 2>/dev/null | awk '
+    local p v a d q=()
+    for p; do q+=("$(mvx_qual "$p")"); done
+    while IFS=$'\t' read -r p v a d; do
+        MVX_APT_VER[$p:$a]=$v
+        MVX_APT_ARCH[$p:$a]=$a
+        MVX_APT_DEPENDS[$p:$a]=$d
+    done < <(apt-cache show --no-all-versions "${q[@]}" 2>/dev/null | awk '
+        function out() { if (p != "") printf("%s\t%s\t%s\t%s\n", p, v, a, d); p = ""; d = "" }
         /^Package:/ {p = $2} /^Version:/ {v = $2} /^Architecture:/ {a = $2}
-        /^$/ {if (p != "") print p, v, a; p = ""}
-        END {if (p != "") print p, v, a}')
+        /^(Pre-)?Depends:/ {sub(/^[^:]*: */, ""); d = (d == "" ? $0 : d ", " $0)}
+        /^$/ {out()}
+        END {out()}')
 }
 
 # mvx_prime_kernel_names : the kernel package names apt knows (one prefix
@@ -43,17 +85,20 @@ mvx_prime_kernel_names() {
     [ -n "$MVX_PKGNAMES" ] || MVX_PKGNAMES=$(apt-cache pkgnames linux-image-6.1 2>/dev/null || true)
 }
 
-# mvx_kernel_pkg SERIES -> name of the cloud-amd64 kernel package to use.
-# $MINIVMM_KERNEL_PKG_6_1 / $MINIVMM_KERNEL_PKG_6_12 pin an exact package;
-# otherwise the newest one apt knows about is taken (the ABI number is part of
-# the package name, so "newest" has to be found among the names).
+# mvx_kernel_pkg SERIES -> name of the cloud-MVX_ARCH kernel package to use.
+# $MINIVMM_KERNEL_PKG_6_1 / $MINIVMM_KERNEL_PKG_6_12 (amd64) and
+# $MINIVMM_KERNEL_PKG_ARM64_6_1 / $MINIVMM_KERNEL_PKG_ARM64_6_12 (arm64) pin an
+# exact package; otherwise the newest one apt knows about is taken (the ABI
+# number is part of the package name, so "newest" has to be found among the
+# names).
 mvx_kernel_pkg() {
-    local series=$1 pin re
+    local series=$1 pin re pfx=MINIVMM_KERNEL_PKG_
+    [ "$MVX_ARCH" = amd64 ] || pfx=MINIVMM_KERNEL_PKG_${MVX_ARCH^^}_
     case $series in
-    6.1)  pin=${MINIVMM_KERNEL_PKG_6_1:-}
-          re='^linux-image-6\.1\.0-[0-9]+-cloud-amd64-unsigned$' ;;
-    6.12) pin=${MINIVMM_KERNEL_PKG_6_12:-}
-          re='^linux-image-6\.12\.[0-9]+\+deb[0-9]+-cloud-amd64-unsigned$' ;;
+    6.1)  pin=$(printenv "${pfx}6_1" || true)
+          re="^linux-image-6\\.1\\.0-[0-9]+-cloud-$MVX_ARCH-unsigned\$" ;;
+    6.12) pin=$(printenv "${pfx}6_12" || true)
+          re="^linux-image-6\\.12\\.[0-9]+\\+deb[0-9]+-cloud-$MVX_ARCH-unsigned\$" ;;
     *)    mvx_die "unknown kernel series '$series' (want 6.1 or 6.12)" ;;
     esac
     if [ -n "$pin" ]; then
@@ -73,39 +118,86 @@ mvx_kernel_pkg() {
     echo "$pkg"
 }
 
-# mvx_fetch_deb PKG -> path of PKG's .deb in $MVX_CACHE, downloading it with
-# `apt-get download` unless the candidate version is already cached.
+# mvx_fetch_deb PKG -> path of PKG's .deb (for MVX_ARCH) in $MVX_CACHE,
+# downloading it with `apt-get download` unless the candidate version is
+# already cached.
 mvx_fetch_deb() {
-    local pkg=$1 ver arch file tmp
+    mvx_fetch_debs "$1"
+}
+
+# mvx_fetch_debs PKG... -> the paths of the PKGs' .debs, one a line, in the
+# order given; those not cached yet come in one `apt-get download` call.
+mvx_fetch_debs() {
+    local pkg key ver arch file tmp files=() want=()
     mkdir -p "$MVX_CACHE"
-    [ -n "${MVX_APT_VER[$pkg]:-}" ] || mvx_apt_prime "$pkg"
-    ver=${MVX_APT_VER[$pkg]:-}
-    arch=${MVX_APT_ARCH[$pkg]:-}
-    if [ -z "$ver" ]; then
-        file=$(ls "$MVX_CACHE/${pkg}_"*.deb 2>/dev/null | sort -V | tail -n1)
-        [ -n "$file" ] || mvx_die "apt does not know $pkg and it is not cached in $MVX_CACHE"
-        mvx_log "apt does not know $pkg; using cached $(basename "$file")"
-        echo "$file"
-        return
-    fi
-    # apt-get download names files pkg_version_arch.deb with ':' escaped as %3a.
-    file="$MVX_CACHE/${pkg}_${ver//:/%3a}_${arch}.deb"
-    if [ ! -s "$file" ]; then
-        mvx_log "downloading $pkg $ver"
+    local unknown=()
+    for pkg; do [ -n "$(mvx_apt_key "$pkg")" ] || unknown+=("$pkg"); done
+    [ ${#unknown[@]} = 0 ] || mvx_apt_prime "${unknown[@]}"
+    for pkg; do
+        key=$(mvx_apt_key "$pkg")
+        pkg=${pkg%%:*}
+        if [ -z "$key" ]; then
+            file=$(ls "$MVX_CACHE/${pkg}_"*"_$MVX_ARCH.deb" "$MVX_CACHE/${pkg}_"*_all.deb 2>/dev/null |
+                   sort -V | tail -n1)
+            [ -n "$file" ] || mvx_die "apt does not know $pkg:$MVX_ARCH and it is not cached in $MVX_CACHE"
+            mvx_log "apt does not know $pkg:$MVX_ARCH; using cached $(basename "$file")"
+            files+=("$file")
+            continue
+        fi
+        ver=${MVX_APT_VER[$key]} arch=${MVX_APT_ARCH[$key]}
+        # apt-get download names files pkg_version_arch.deb with ':' escaped as %3a.
+        file="$MVX_CACHE/${pkg}_${ver//:/%3a}_${arch}.deb"
+        files+=("$file")
+        [ -s "$file" ] || want+=("$pkg:$arch=$ver")
+    done
+    if [ ${#want[@]} -gt 0 ]; then
+        mvx_log "downloading ${want[*]}"
         # Download into a private directory and rename, so an interrupted or
         # concurrent download never leaves a truncated .deb under the final name.
         tmp=$(mktemp -d "$MVX_CACHE/.dl.XXXXXX")
         local sandbox=()
         # As root apt drops to user _apt, which cannot write into $HOME/.cache.
         [ "$(id -u)" = 0 ] && sandbox=(-o APT::Sandbox::User=root)
-        if ! (cd "$tmp" && apt-get download -q "${sandbox[@]}" "$pkg=$ver" >&2); then
+        if ! (cd "$tmp" && apt-get download -q "${sandbox[@]}" "${want[@]}" >&2); then
             rm -rf "$tmp"
-            mvx_die "apt-get download $pkg=$ver failed"
+            mvx_die "apt-get download ${want[*]} failed"
         fi
-        mv "$tmp"/*.deb "$file"
+        mv "$tmp"/*.deb "$MVX_CACHE/"
         rm -rf "$tmp"
     fi
-    echo "$file"
+    for file in "${files[@]}"; do
+        [ -s "$file" ] || mvx_die "apt-get download did not give $(basename "$file")"
+        echo "$file"
+    done
+}
+
+# mvx_lib_closure PKG... -> PKG and, recursively, every library package
+# (a name with "lib" in it: libfoo1, zlib1g) its Depends name, for MVX_ARCH:
+# what a program from PKG needs to run. The first of alternatives is taken;
+# other packages (helpers, data, dpkg, qemu-system-common...) are not
+# followed.
+mvx_lib_closure() {
+    local -A seen=()
+    local todo=("$@") next=() p key d
+    while [ ${#todo[@]} -gt 0 ]; do
+        next=()
+        for p in "${todo[@]}"; do seen[${p%%:*}]=1; done
+        mvx_apt_prime "${todo[@]}"
+        for p in "${todo[@]}"; do
+            key=$(mvx_apt_key "$p")
+            [ -n "$key" ] || mvx_die "apt does not know $(mvx_qual "$p")"
+            echo "${p%%:*}"
+            # "a (>= 1), b | c, d:any" -> a b d
+            for d in $(echo "${MVX_APT_DEPENDS[$key]}" | tr ',' '\n' |
+                       sed 's/|.*//; s/(.*)//; s/:any//; s/^ *//; s/ *$//'); do
+                case $d in *lib*) ;; *) continue ;; esac
+                [ -n "${seen[$d]:-}" ] && continue
+                seen[$d]=1
+                next+=("$d")
+            done
+        done
+        todo=(${next[@]+"${next[@]}"})
+    done
 }
 
 # mvx_unpack_deb DEB -> directory holding DEB's extracted files (cached next to
@@ -116,16 +208,20 @@ mvx_unpack_deb() {
     local deb=$1 dir
     dir="$MVX_CACHE/unpacked/$(basename "$deb" .deb)"
     if [ ! -e "$dir/.complete" ]; then
-        rm -rf "$dir" "$dir.tmp"
-        mkdir -p "$dir.tmp"
-        dpkg-deb -x "$deb" "$dir.tmp"
-        local kver
-        for kver in $(ls "$dir.tmp/lib/modules" 2>/dev/null); do
-            depmod -b "$dir.tmp" "$kver" ||
+        # A private directory renamed into place: builds running at the same
+        # time (other worktrees share the cache) never see half a tree.
+        local tmp kver
+        mkdir -p "$MVX_CACHE/unpacked"
+        tmp=$(mktemp -d "$dir.tmp.XXXXXX")
+        dpkg-deb -x "$deb" "$tmp"
+        for kver in $(ls "$tmp/lib/modules" 2>/dev/null); do
+            depmod -b "$tmp" "$kver" ||
                 mvx_die "depmod failed for $kver (package kmod installed?)"
         done
-        mv "$dir.tmp" "$dir"
-        touch "$dir/.complete"
+        touch "$tmp/.complete"
+        [ -e "$dir/.complete" ] || { rm -rf "$dir"; mv -T "$tmp" "$dir" 2>/dev/null; }
+        [ -e "$dir/.complete" ] || mvx_die "cannot unpack $deb into $dir"
+        rm -rf "$tmp"
     fi
     echo "$dir"
 }
@@ -136,6 +232,19 @@ mvx_kernel_release() {
     rels=$(ls "$1/lib/modules")
     [ "$(echo "$rels" | wc -l)" = 1 ] || mvx_die "expected one kernel in $1, found: $rels"
     echo "$rels"
+}
+
+# mvx_check_kernel_image FILE : dies unless FILE is a kernel MVX_ARCH boots:
+# a bzImage ("HdrS" at 0x202) on amd64, an arm64 Image ("ARM\x64" at 56,
+# Debian ships it uncompressed) on arm64.
+mvx_check_kernel_image() {
+    local f=$1
+    case $MVX_ARCH in
+    amd64) [ "$(dd if="$f" bs=1 skip=514 count=4 status=none)" = HdrS ] ||
+               mvx_die "$f is not a bzImage" ;;
+    arm64) [ "$(dd if="$f" bs=1 skip=56 count=4 status=none | od -An -tx1 | tr -d ' ')" = 41524d64 ] ||
+               mvx_die "$f is not an arm64 Image (compressed? Debian's arm64 vmlinuz is a plain Image)" ;;
+    esac
 }
 
 # mvx_module_closure MODDIR NAME... -> module files (relative to MODDIR), with
@@ -202,19 +311,42 @@ mvx_install_modules() {
     done
 }
 
-# mvx_install_busybox DESTROOT : busybox from the busybox-static package, with
-# one symlink per applet at the path busybox itself reports.
+# mvx_install_busybox DESTROOT : busybox from the busybox-static package
+# (for MVX_ARCH), with one symlink per applet at the path busybox itself
+# reports. A busybox of another architecture cannot tell its applets here:
+# then only /bin/sh is linked, and the image's /init must begin with
+# `[ -e /bin/mount ] || /bin/busybox --install -s` (both /inits do).
 mvx_install_busybox() {
     local dest=$1 bb applet
     bb="$(mvx_unpack_deb "$(mvx_fetch_deb busybox-static)")/bin/busybox"
     [ -x "$bb" ] || mvx_die "busybox-static package has no bin/busybox"
     mkdir -p "$dest/bin" "$dest/sbin" "$dest/usr/bin" "$dest/usr/sbin"
     cp "$bb" "$dest/bin/busybox"
+    if ! mvx_runs_here "$bb"; then
+        ln -sf /bin/busybox "$dest/bin/sh"
+        return
+    fi
     for applet in $("$bb" --list-full); do
         [ "$applet" = bin/busybox ] && continue
         # Absolute links keep this independent of the applet's directory depth.
         ln -sf /bin/busybox "$dest/$applet"
     done
+}
+
+# mvx_runs_here ELF : whether ELF is for this machine's architecture.
+mvx_runs_here() {
+    local native
+    case $(uname -m) in
+    x86_64)  native="Advanced Micro Devices X86-64" ;;
+    aarch64) native=AArch64 ;;
+    *)       native=$(uname -m) ;;
+    esac
+    [ "$(mvx_elf_machine "$1")" = "$native" ]
+}
+
+# mvx_elf_machine ELF -> the machine readelf names ("AArch64", ...).
+mvx_elf_machine() {
+    LC_ALL=C readelf -h "$1" 2>/dev/null | sed -n 's/^ *Machine: *//p'
 }
 
 # mvx_make_cpio SRCDIR OUT COMPRESSION(gzip|none) : a newc archive owned by

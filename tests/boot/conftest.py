@@ -1,19 +1,34 @@
 """pytest fixtures for minivmm's boot tests (run: /usr/bin/python3 -m pytest tests/boot).
 
 Environment:
+  MINIVMM_ARCH        x86_64 | arm64: the architecture of the guests, of
+                      minivmm and of the host they run on (default: this
+                      machine's). arm64 on an x86_64 machine runs in the arm64
+                      test host (QEMU/TCG, Debian's arm64 kernel with KVM).
   MINIVMM_TEST_HOST   auto (default) | local | qemu
-                      auto: local when /dev/kvm is hardware virtualization
-                      (kvm_intel/kvm_amd loaded), else the QEMU test host.
-  MINIVMM_BINARY      minivmm to test (default build/minivmm); if it does not
-                      exist, host.has("minivmm") is False.
-  MINIVMM_GUEST_DIR   guest images (default build/guest, built on demand by
-                      guest-images/build.sh).
-  MINIVMM_TESTHOST_DIR  test host work directory (default build/testhost).
+                      auto: local when /dev/kvm is hardware virtualization of
+                      MINIVMM_ARCH (kvm_intel/kvm_amd loaded, or /dev/kvm on
+                      an arm64 machine), else the QEMU test host.
+  MINIVMM_BINARY      minivmm to test, built for MINIVMM_ARCH (default
+                      build/minivmm, or build-arm64/minivmm for arm64 on an
+                      x86_64 machine); if it does not exist or is built for
+                      another architecture, the `minivmm` fixture fails and
+                      says why.
+  MINIVMM_GUEST_DIR   guest images (default build/guest, for arm64
+                      build/guest-arm64; built on demand by
+                      guest-images/build.sh --arch).
+  MINIVMM_TESTHOST_DIR  test host work directory (default build/testhost,
+                      for arm64 build/testhost-arm64).
   MINIVMM_TESTHOST_PAYLOAD_MODE  disk (default) or initrd, see tests/testhost/build.sh.
   MINIVMM_TESTHOST_CPUS  test host vCPUs (default 3, see below).
 
-Tests marked @pytest.mark.qemu_peer get qemu-system-x86_64 in the payload
+Tests marked @pytest.mark.qemu_peer get the peer VMM (host.qemu_name:
+qemu-system-x86_64, or Debian's arm64 qemu-system-aarch64) in the payload
 (host.qemu_cmd()); the payload includes it only when such a test is selected.
+
+Tests marked @pytest.mark.arm64 also run with MINIVMM_ARCH=arm64 (run-all
+selects them with -m arm64); with MINIVMM_ARCH=arm64 every other test is
+skipped, as it was written for x86_64 only.
 """
 
 from __future__ import annotations
@@ -32,15 +47,39 @@ _log_dirs: list[Path] = []
 
 def pytest_configure(config):
     config.addinivalue_line(
-        "markers", "qemu_peer: needs qemu-system-x86_64 (the peer VMM) on the host")
+        "markers", "qemu_peer: needs the peer VMM (qemu-system-x86_64 or -aarch64) on the host")
+    config.addinivalue_line(
+        "markers", "arm64: also runs with MINIVMM_ARCH=arm64 (the arm64 guests and host)")
 
 
-def _choose_host_kind() -> str:
+def _arch() -> str:
+    name = os.environ.get("MINIVMM_ARCH") or hostlib.machine_arch()
+    try:
+        return hostlib.normalize_arch(name)
+    except hostlib.HostError as e:
+        raise pytest.UsageError(f"MINIVMM_ARCH: {e}") from None
+
+
+def pytest_collection_modifyitems(config, items):
+    arch = _arch()
+    if arch == "x86_64":
+        return
+    skip = pytest.mark.skip(reason=f"written for x86_64 only (no @pytest.mark.{arch}); "
+                                   f"MINIVMM_ARCH={arch}")
+    for item in items:
+        if item.get_closest_marker(arch) is None:
+            item.add_marker(skip)
+
+
+def _choose_host_kind(arch: str) -> str:
     kind = os.environ.get("MINIVMM_TEST_HOST", "auto")
     if kind == "auto":
-        return "local" if hostlib.kvm_is_hardware() else "qemu"
+        return "local" if hostlib.kvm_is_hardware(arch) else "qemu"
     if kind not in ("local", "qemu"):
         raise pytest.UsageError(f"MINIVMM_TEST_HOST={kind!r}: want auto, local or qemu")
+    if kind == "local" and arch != hostlib.machine_arch():
+        raise pytest.UsageError(f"MINIVMM_TEST_HOST=local: this machine cannot run "
+                                f"{arch} guests (it is {hostlib.machine_arch()})")
     return kind
 
 
@@ -49,33 +88,63 @@ def _repo_path(var: str, default: str) -> Path:
     return p if p.is_absolute() else hostlib.REPO / p
 
 
+# Why the minivmm fixture cannot give a binary (None: it can).
+_minivmm_missing: str | None = None
+
+
+def _minivmm_binary(arch: str) -> Path | None:
+    """MINIVMM_BINARY (or the default build for arch) if it exists and is
+    built for arch; else None, with the reason in _minivmm_missing."""
+    global _minivmm_missing
+    default = "build/minivmm" if arch == hostlib.machine_arch() else f"build-{arch}/minivmm"
+    minivmm = _repo_path("MINIVMM_BINARY", default)
+    if not minivmm.exists():
+        _minivmm_missing = f"minivmm is not built ({minivmm} does not exist; set MINIVMM_BINARY)"
+        return None
+    built_for = hostlib.elf_arch(minivmm)
+    if built_for != arch:
+        _minivmm_missing = (f"{minivmm} is built for {built_for or 'an unknown architecture'}, "
+                            f"MINIVMM_ARCH is {arch}")
+        return None
+    _minivmm_missing = None
+    return minivmm
+
+
 @pytest.fixture(scope="session")
 def host(request, tmp_path_factory):
     """The host the boot tests run on (hostlib.LocalHost or hostlib.TestHostVM),
     booted once per session."""
-    kind = _choose_host_kind()
-    log_dir = tmp_path_factory.mktemp(f"host-{kind}")
+    arch = _arch()
+    kind = _choose_host_kind(arch)
+    log_dir = tmp_path_factory.mktemp(f"host-{kind}-{arch}")
     _log_dirs.append(log_dir)
 
-    guest_dir = _repo_path("MINIVMM_GUEST_DIR", "build/guest")
-    hostlib.ensure_guest_images(guest_dir)
+    guest_dir = _repo_path("MINIVMM_GUEST_DIR", str(hostlib.default_guest_dir(arch)))
+    hostlib.ensure_guest_images(guest_dir, arch=arch)
 
     binaries = {}
-    minivmm = _repo_path("MINIVMM_BINARY", "build/minivmm")
-    if minivmm.exists():
+    deb_binaries = {}
+    minivmm = _minivmm_binary(arch)
+    if minivmm:
         binaries["minivmm"] = minivmm
-    # A real HTTP client for the API tests (with its libraries, via ldd).
+    # A real HTTP client for the API tests (with its libraries). For another
+    # architecture's test host, Debian's curl for that architecture.
     curl = Path("/usr/bin/curl")
-    if curl.exists():
+    if arch != hostlib.machine_arch():
+        if kind == "qemu":
+            deb_binaries["curl"] = "curl:/usr/bin/curl"
+    elif curl.exists():
         binaries["curl"] = curl
     with_qemu = any(item.get_closest_marker("qemu_peer") for item in request.session.items)
-    payload = hostlib.Payload(binaries=binaries, guest_dir=guest_dir, with_qemu=with_qemu)
+    payload = hostlib.Payload(binaries=binaries, guest_dir=guest_dir, with_qemu=with_qemu,
+                              arch=arch, deb_binaries=deb_binaries)
 
     if kind == "local":
         h = hostlib.LocalHost(payload, log_dir)
     else:
+        default_dir = "build/testhost" if arch == "x86_64" else f"build/testhost-{arch}"
         h = hostlib.TestHostVM(
-            payload, _repo_path("MINIVMM_TESTHOST_DIR", "build/testhost"), log_dir,
+            payload, _repo_path("MINIVMM_TESTHOST_DIR", default_dir), log_dir,
             payload_mode=os.environ.get("MINIVMM_TESTHOST_PAYLOAD_MODE", "disk"),
             # One test-host vCPU more than the largest nested guest: once (in
             # ~10 nested boots) a 2-vCPU guest spinning in both test-host vCPUs
@@ -133,7 +202,7 @@ def pytest_terminal_summary(terminalreporter):
 
 @pytest.fixture
 def minivmm(host):
-    """Path of the minivmm binary on the host."""
+    """Path of the minivmm binary on the host (built for host.arch)."""
     if not host.has("minivmm"):
-        pytest.fail("minivmm is not built (set MINIVMM_BINARY or build build/minivmm)")
+        pytest.fail(_minivmm_missing or "minivmm is not in the payload")
     return host.path("minivmm")

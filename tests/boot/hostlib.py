@@ -1,10 +1,16 @@
 """Hosts that minivmm's boot tests run on.
 
 A Linux guest needs a /dev/kvm backed by hardware-style virtualization. Where
-this machine has one (kvm_intel/kvm_amd), tests run commands directly:
-LocalHost. Elsewhere (e.g. a machine whose /dev/kvm is the software kvm_pvm),
-they run inside the "test host", a Linux VM under QEMU/TCG with an SVM CPU
-whose kvm_amd provides /dev/kvm: TestHostVM (built by tests/testhost/build.sh).
+this machine has one (kvm_intel/kvm_amd, or any /dev/kvm on arm64), tests run
+commands directly: LocalHost. Elsewhere (e.g. a machine whose /dev/kvm is the
+software kvm_pvm), they run inside the "test host", a Linux VM under QEMU/TCG
+whose KVM provides /dev/kvm: TestHostVM (built by tests/testhost/build.sh).
+
+Every host has an architecture, x86_64 or arm64 (Payload.arch, host.arch):
+the guests, minivmm and the peer VMM are built for it. An arm64 host on an
+x86_64 machine is the arm64 test host (qemu-system-aarch64 -M
+virt,virtualization=on -cpu neoverse-n1 under TCG, Debian's arm64 kernel with
+its built-in KVM); on an arm64 machine with /dev/kvm it is LocalHost.
 
 Both offer the same interface:
 
@@ -18,12 +24,14 @@ Both offer the same interface:
             s.wait_exit(timeout=60) -> exit status (128+N if killed by signal N)
             s.kill(), s.close(), s.output (everything seen, '\\n' line ends)
     host.check(cmd, timeout=60) -> output; raises HostError unless exit 0
-    host.path(name)           'minivmm', 'qemu-system-x86_64' or a payload path
+    host.path(name)           'minivmm', host.qemu_name or a payload path
                               ('guest/vmlinuz-6.1'); host.has(name)
     host.guest_kernel('6.1'), host.guest_initrd('6.1')
     host.qemu_cmd(series, ...) the QEMU+KVM peer command line (needs with_qemu)
-    host.kind ('local'|'qemu'), host.timings (seconds: payload_build,
-    testhost_init, testhost_boot), host.close()
+    host.qemu_name            'qemu-system-x86_64' or 'qemu-system-aarch64'
+    host.qemu_console         the peer's guest console ('ttyS0', 'ttyAMA0')
+    host.kind ('local'|'qemu'), host.arch ('x86_64'|'arm64'), host.timings
+    (seconds: payload_build, testhost_init, testhost_boot), host.close()
 
 What the host needs (minivmm, guest images, QEMU) is described by a Payload;
 inside the test host it appears under /payload.
@@ -41,6 +49,7 @@ import ctypes
 import fcntl
 import itertools
 import os
+import platform
 import pty
 import re
 import shlex
@@ -262,22 +271,44 @@ class Session:
 class Payload:
     """What tests need on the host, by name.
 
+    arch: 'x86_64' or 'arm64', the architecture of everything below.
     binaries: name -> executable on this machine; host.path(name) gives its
         location on the host (inside the test host: /payload/bin/name, with
-        its shared libraries in /payload/lib).
+        its shared libraries in /payload/lib). Built for `arch` (an aarch64
+        minivmm cross-built here, for an arm64 test host).
+    deb_binaries: name -> 'PKG:/path/in/package', a program taken from a
+        Debian package for `arch` with the libraries it depends on (e.g. curl
+        for an arm64 test host: 'curl:/usr/bin/curl'). LocalHost finds name
+        on PATH instead.
     guest_dir: output of guest-images/build.sh (vmlinuz-<series>, initrd-<series>.img).
-    with_qemu: also provide qemu-system-x86_64 and its firmware (the peer VMM).
+    with_qemu: also provide the peer VMM (qemu-system-x86_64 and its firmware;
+        for arm64 Debian's arm64 qemu-system-aarch64).
     files: payload-relative path -> file on this machine, for other data.
     """
     binaries: dict[str, Path] = field(default_factory=dict)
     guest_dir: Path = REPO / "build" / "guest"
     with_qemu: bool = False
     files: dict[str, Path] = field(default_factory=dict)
+    arch: str = "x86_64"
+    deb_binaries: dict[str, str] = field(default_factory=dict)
 
 
 # Leaves out QEMU's default VGA and e1000 NIC, which minivmm does not have:
 # their option ROMs (iPXE) add ~1 s to a nested boot. For host.qemu_cmd(extra=).
 QEMU_NO_DEFAULT_DEVICES = ("-vga", "none", "-nic", "none")
+
+
+# Per architecture: the peer QEMU, its machine options and the console its
+# guest's kernel writes to.
+_QEMU_NAME = {"x86_64": "qemu-system-x86_64", "arm64": "qemu-system-aarch64"}
+_QEMU_CONSOLE = {"x86_64": "ttyS0", "arm64": "ttyAMA0"}
+
+# Kernel options for nested guests of each architecture, beside console=.
+# arm64: cryptomgr.notests. Measured in the arm64 test host (QEMU peer, 6.1,
+# 2 vCPUs, 512 MiB, quiet): the guest reached init 37 s after its kernel
+# started with the crypto self-tests, 4 s without (they stall for seconds
+# under nested TCG); 1 vCPU 4.4 s vs 2.0 s.
+GUEST_CMDLINE = {"x86_64": "quiet", "arm64": "quiet cryptomgr.notests"}
 
 
 class Host:
@@ -286,19 +317,33 @@ class Host:
     kind = "?"
 
     def __init__(self, payload: Payload):
+        if payload.arch not in ARCHES:
+            raise HostError(f"unknown architecture {payload.arch!r} (want one of {ARCHES})")
         self.payload = payload
+        self.arch = payload.arch
         self.timings: dict[str, float] = {}  # seconds, for reports
         self._sessions: list[Session] = []
         self._tokens = itertools.count(1)
 
     # -- paths -------------------------------------------------------------
+    @property
+    def qemu_name(self) -> str:
+        """The peer VMM's program name for this host's architecture."""
+        return _QEMU_NAME[self.arch]
+
+    @property
+    def qemu_console(self) -> str:
+        """The serial console of a guest under the peer (QEMU's `-M pc`
+        16550 or `-M virt` PL011), for the guest's console= option."""
+        return _QEMU_CONSOLE[self.arch]
+
     def path(self, name: str) -> str:
         raise NotImplementedError
 
     def has(self, name: str) -> bool:
         """Whether the payload provides name (e.g. minivmm may not be built)."""
-        return name in self.payload.binaries or (
-            name == "qemu-system-x86_64" and self.payload.with_qemu)
+        return (name in self.payload.binaries or name in self.payload.deb_binaries or
+                (name == self.qemu_name and self.payload.with_qemu))
 
     def guest_kernel(self, series: str) -> str:
         return self.path(f"guest/vmlinuz-{series}")
@@ -310,11 +355,20 @@ class Host:
         return None
 
     def qemu_cmd(self, series: str, cpus: int = 2, mem_mb: int = 512,
-                 append: str = "console=ttyS0 quiet", extra=()) -> str:
-        """Command line booting the test guest with QEMU + KVM (the peer)."""
-        argv = [self.path("qemu-system-x86_64")]
+                 append: str | None = None, extra=()) -> str:
+        """Command line booting the test guest with QEMU + KVM (the peer).
+        append defaults to "console=<qemu_console> <GUEST_CMDLINE[arch]>".
+        arm64: `-M virt`
+        with an in-kernel GICv3 (KVM in the arm64 test host has no GICv2)
+        and no NIC (its virtio-net-pci would want an option ROM that the
+        payload does not carry, and minivmm has no NIC either)."""
+        if append is None:
+            append = f"console={self.qemu_console} {GUEST_CMDLINE[self.arch]}"
+        argv = [self.path(self.qemu_name)]
         if self.qemu_firmware_dir():
             argv += ["-L", self.qemu_firmware_dir()]
+        if self.arch == "arm64":
+            argv += ["-M", "virt,gic-version=3", "-nic", "none"]
         argv += ["-accel", "kvm", "-cpu", "host", "-m", str(mem_mb), "-smp", str(cpus),
                  "-nographic", "-kernel", self.guest_kernel(series),
                  "-initrd", self.guest_initrd(series), "-append", append, *extra]
@@ -410,6 +464,7 @@ class LocalHost(Host):
         self._cmd_log = open(self.log_dir / "local-commands.log", "a", encoding="utf-8")
 
     def path(self, name: str) -> str:
+        # deb_binaries are for test hosts; here the program comes from PATH.
         if name in self.payload.binaries:
             return str(Path(self.payload.binaries[name]).resolve())
         if name in self.payload.files:
@@ -502,10 +557,15 @@ class _ConsoleSession(Session):
 
 
 class TestHostVM(Host):
-    """The test host VM: QEMU/TCG (-cpu max has SVM) running Debian's kernel
-    with kvm_amd. Its serial console (ttyS0) carries spawned programs; a
-    second serial port (ttyS1, on a unix socket) carries a shell for run(), so
-    commands can run while a program occupies the console.
+    """The test host VM, under QEMU/TCG. x86_64: -cpu max (it has SVM) and
+    Debian's kernel with kvm_amd. arm64: -M virt,virtualization=on,
+    gic-version=3 -cpu neoverse-n1 (EL2; QEMU 7.2's -cpu max emulates
+    pointer authentication ~4x slower) and Debian's arm64 6.1 kernel with its
+    built-in KVM. Its serial console (x86_64 ttyS0, arm64 the PL011 ttyAMA0)
+    carries spawned programs; a second serial port on a unix socket (x86_64
+    ttyS1; arm64 a 16550 on PCI, ttyS0, as the virt machine has one PL011)
+    carries a shell for run(), so commands can run while a program occupies
+    the console.
 
     Only one spawned program at a time (there is one console).
     """
@@ -515,14 +575,14 @@ class TestHostVM(Host):
 
     def __init__(self, payload: Payload, work_dir: Path, log_dir: Path, *,
                  memory: str = "6G", cpus: int = 2, payload_mode: str = "disk",
-                 qemu: str = "qemu-system-x86_64", cache_dir: Path | None = None):
+                 qemu: str | None = None, cache_dir: Path | None = None):
         super().__init__(payload)
         self.work_dir = Path(work_dir)
         self.log_dir = Path(log_dir)
         self.memory = memory
         self.cpus = cpus
         self.payload_mode = payload_mode
-        self.qemu = qemu
+        self.qemu = qemu or _QEMU_NAME[self.arch]
         self.cache_dir = cache_dir
         self._proc: subprocess.Popen | None = None
         self._console: _Channel | None = None
@@ -545,12 +605,14 @@ class TestHostVM(Host):
         for rel, src in self.payload.files.items():
             (pdir / rel).parent.mkdir(parents=True, exist_ok=True)
             _link_or_copy(Path(src), pdir / rel)
-        argv = [str(TESTHOST_BUILD), "--payload-dir", str(pdir),
+        argv = [str(TESTHOST_BUILD), "--arch", self.arch, "--payload-dir", str(pdir),
                 "--out", str(self.work_dir / "image"), "--payload-mode", self.payload_mode]
         if self.cache_dir:
             argv += ["--cache", str(self.cache_dir)]
         for name, src in self.payload.binaries.items():
             argv += ["--add-binary", f"{src}={name}"]
+        for name, src in self.payload.deb_binaries.items():
+            argv += ["--add-deb-binary", f"{src}={name}"]
         if self.payload.with_qemu:
             argv.append("--with-qemu")
         self.log_dir.mkdir(parents=True, exist_ok=True)
@@ -564,7 +626,25 @@ class TestHostVM(Host):
     def qemu_argv(self) -> list[str]:
         img = self.work_dir / "image"
         self._sock_dir = tempfile.mkdtemp(prefix="mvx-testhost-")  # short path for AF_UNIX
-        argv = [self.qemu, "-accel", "tcg,thread=multi", "-cpu", "max",
+        ctl = f"socket,id=ctl,path={self._sock_dir}/ctl,server=on,wait=off"
+        disk = img / "payload.ext4"
+        if self.arch == "x86_64":
+            cpu = ["-cpu", "max"]
+            console = "ttyS0"
+            extra = "edd=off"
+            ctl_port = ["-serial", "chardev:ctl"]
+            disk_dev = ["-drive", f"file={disk},if=virtio,format=raw,readonly=on"]
+        else:
+            # virtualization=on: EL2, so the kernel's KVM comes up (VHE);
+            # gic-version=3: its vGIC needs a GICv3 (no GICv2 emulation).
+            cpu = ["-M", "virt,virtualization=on,gic-version=3", "-cpu", "neoverse-n1"]
+            console = "ttyAMA0"
+            extra = ""
+            ctl_port = ["-device", "pci-serial,chardev=ctl"]
+            # virtio-mmio, no PCI probing for the disk.
+            disk_dev = ["-drive", f"file={disk},if=none,id=payload,format=raw,readonly=on",
+                        "-device", "virtio-blk-device,drive=payload"]
+        argv = [self.qemu, "-accel", "tcg,thread=multi", *cpu,
                 "-m", self.memory, "-smp", str(self.cpus), "-nographic", "-no-reboot",
                 "-kernel", str(img / "vmlinuz"), "-initrd", str(img / "initrd.img"),
                 # The boot's kernel messages reach the console (a boot that
@@ -573,14 +653,13 @@ class TestHostVM(Host):
                 # kernel warnings (KVM's "Unhandled WRMSR"...) never land in
                 # the middle of a nested guest's output; dmesg has them.
                 # panic=-1 + -no-reboot: a test host panic ends QEMU at once.
-                "-append", "console=ttyS0 panic=-1 edd=off",
+                "-append", f"console={console} panic=-1 {extra}".strip(),
                 # signal=off: ^C from a test goes to the test host, not QEMU.
                 "-chardev", "stdio,id=con,signal=off", "-serial", "chardev:con",
-                "-chardev", f"socket,id=ctl,path={self._sock_dir}/ctl,server=on,wait=off",
-                "-serial", "chardev:ctl",
+                "-chardev", ctl, *ctl_port,
                 "-monitor", "none", "-nic", "none"]
-        if (img / "payload.ext4").exists():
-            argv += ["-drive", f"file={img / 'payload.ext4'},if=virtio,format=raw,readonly=on"]
+        if disk.exists():
+            argv += disk_dev
         return argv
 
     def boot(self, timeout: float = 120, attempts: int = 2) -> None:
@@ -668,7 +747,8 @@ class TestHostVM(Host):
         return f"/payload/{name}" if "/" in name else f"/payload/bin/{name}"
 
     def qemu_firmware_dir(self) -> str | None:
-        return "/payload/share/qemu"
+        # arm64: -M virt boots a kernel directly without firmware.
+        return "/payload/share/qemu" if self.arch == "x86_64" else None
 
     # The control shell reads lines from a tty in canonical mode, which
     # holds at most 4095 characters per line: longer text goes through a file.
@@ -764,13 +844,63 @@ def _link_or_copy(src: Path, dst: Path) -> None:
         shutil.copy2(src, dst)
 
 
-def kvm_is_hardware() -> bool:
-    """True when /dev/kvm is backed by VMX/SVM (kvm_intel or kvm_amd), not
-    by a software implementation such as kvm_pvm."""
-    return os.path.exists("/dev/kvm") and (
-        os.path.isdir("/sys/module/kvm_intel") or os.path.isdir("/sys/module/kvm_amd"))
+ARCHES = ("x86_64", "arm64")
+_ARCH_ALIASES = {"x86_64": "x86_64", "amd64": "x86_64", "arm64": "arm64", "aarch64": "arm64"}
 
 
-def ensure_guest_images(out: Path, series: str = "all") -> None:
+def normalize_arch(name: str) -> str:
+    """'x86_64'/'amd64' -> 'x86_64', 'arm64'/'aarch64' -> 'arm64'."""
+    try:
+        return _ARCH_ALIASES[name]
+    except KeyError:
+        raise HostError(f"unknown architecture {name!r} (want x86_64 or arm64)") from None
+
+
+def machine_arch() -> str:
+    """This machine's architecture, as normalize_arch() names it."""
+    m = platform.machine()
+    return _ARCH_ALIASES.get(m, m)
+
+
+# ELF e_machine values.
+_ELF_MACHINE = {62: "x86_64", 183: "arm64"}
+
+
+def elf_arch(path: Path) -> str | None:
+    """The architecture an ELF executable is built for (None: not an ELF
+    file for x86_64 or arm64)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(20)
+    except OSError:
+        return None
+    if len(head) < 20 or head[:4] != b"\x7fELF":
+        return None
+    order = "little" if head[5] == 1 else "big"
+    return _ELF_MACHINE.get(int.from_bytes(head[18:20], order))
+
+
+def kvm_is_hardware(arch: str | None = None) -> bool:
+    """True when this machine's /dev/kvm can run Linux guests of arch (by
+    default this machine's own): hardware virtualization, not a software
+    implementation such as x86's kvm_pvm. x86_64: kvm_intel or kvm_amd
+    loaded. arm64: any /dev/kvm (its KVM is the architecture's own EL2).
+    Another architecture's guests never run on this /dev/kvm."""
+    if arch is not None and normalize_arch(arch) != machine_arch():
+        return False
+    if not os.path.exists("/dev/kvm"):
+        return False
+    if machine_arch() == "arm64":
+        return True
+    return os.path.isdir("/sys/module/kvm_intel") or os.path.isdir("/sys/module/kvm_amd")
+
+
+def default_guest_dir(arch: str = "x86_64") -> Path:
+    """Where guest-images/build.sh --arch puts its images by default."""
+    return REPO / "build" / ("guest" if normalize_arch(arch) == "x86_64" else f"guest-{arch}")
+
+
+def ensure_guest_images(out: Path, series: str = "all", arch: str = "x86_64") -> None:
     """Runs guest-images/build.sh (quick when nothing changed)."""
-    subprocess.run([str(GUEST_BUILD), "--kernel", series, "--out", str(out)], check=True)
+    subprocess.run([str(GUEST_BUILD), "--arch", normalize_arch(arch), "--kernel", series,
+                    "--out", str(out)], check=True)

@@ -7,12 +7,13 @@ never backs more than what is plugged."""
 import json
 import shlex
 
-from test_boot_linux import BOOT_TIMEOUT, PROMPT, READY, minivmm_cmd
+import pytest
+
+from test_boot_linux import BOOT_TIMEOUT, PROMPT, READY, guest_cmdline, minivmm_cmd
 from test_virtio_mem import online_region_bytes, run
 
 SOCK = "/tmp/minivmm-api-test.sock"
 EVENTS = "/tmp/minivmm-api-test.events"
-REGION_START = 1 << 32      # --mem 1G: the first region sits at 4 GiB
 GIB = 1 << 30
 
 
@@ -31,8 +32,8 @@ def ctl(host, minivmm, *args, timeout=300):
                     timeout=timeout)
 
 
-def online_bytes(s):
-    return online_region_bytes(s, REGION_START)
+def online_bytes(s, host):
+    return online_region_bytes(s, device(host)["addr"])
 
 
 def memtotal_kb(s):
@@ -52,10 +53,23 @@ def device(host):
     return d
 
 
+def assert_every_thread_sandboxed(host):
+    """Every thread of the VMM runs under its seccomp filter (mode 2)."""
+    out = host.check("p=$(pidof minivmm); for t in /proc/$p/task/*; do "
+                     "printf '%s %s\\n' \"$(cat $t/comm)\" \"$(sed -n 's/^Seccomp:[[:space:]]*//p' $t/status)\"; "
+                     "done")
+    threads = [line.rsplit(" ", 1) for line in out.splitlines() if line.strip()]
+    names = [n for n, _ in threads]
+    # main, two vCPUs, the console, the device, the guard and the API's.
+    assert len(threads) >= 7 and "vcpu1" in names and "vio-node0" in names, threads
+    assert all(mode == "2" for _, mode in threads), threads
+
+
+@pytest.mark.arm64
 def test_resize_events_and_reboot(host, minivmm):
     host.run(f"rm -f {SOCK} {EVENTS}")
     cmd = minivmm_cmd(host, minivmm, "6.1", cpus=2, mem="1G",
-                      cmdline="console=ttyS0 quiet minivmm.defer=virtio_mem",
+                      cmdline=guest_cmdline(host, "minivmm.defer=virtio_mem"),
                       extra=["--virtio-mem", "node0:8G,guard=on", "--api-sock", SOCK])
     s = host.spawn(cmd)
     s.expect(READY, timeout=BOOT_TIMEOUT)
@@ -74,13 +88,14 @@ def test_resize_events_and_reboot(host, minivmm):
     run(s, "loadmod virtio_mem; echo LOA''DED", r"LOADED\r?\n")
     code, d = curl(host, "PATCH", "/virtio-mem/node0?wait=120", {"requested_size": GIB})
     assert code == 200 and d["plugged_size"] == GIB and d["driver_state"] == "active", (code, d)
-    assert online_bytes(s) == GIB
+    assert online_bytes(s, host) == GIB
+    assert_every_thread_sandboxed(host)
 
     # Grow to 4 GiB with minivmm ctl --wait; MemTotal follows.
     rc, out = ctl(host, minivmm, "resize", "node0", "4G", "--wait", "240")
     assert rc == 0, out
     assert "requested 4G, plugged 4G" in out, out
-    assert online_bytes(s) == 4 * GIB
+    assert online_bytes(s, host) == 4 * GIB
     assert memtotal_kb(s) - base_kb == 4 * GIB // 1024
 
     # guard=on backs blocks when they are plugged; use 256 MiB of them, then
@@ -97,7 +112,7 @@ def test_resize_events_and_reboot(host, minivmm):
     assert code == 200 and d["plugged_size"] == 0, (code, d)
     assert d["host_backed_bytes"] < 8 << 20, d
     assert d["memslots"] == 0, d
-    assert online_bytes(s) == 0
+    assert online_bytes(s, host) == 0
     assert memtotal_kb(s) == base_kb
 
     rc, out = ctl(host, minivmm, "status")

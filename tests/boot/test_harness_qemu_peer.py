@@ -1,12 +1,39 @@
 """Checks the boot-test chain without minivmm: the host (local or the QEMU
 test host), the harness, and the test guests, booted by QEMU + KVM, the peer
-VMM that boot benchmarks compare minivmm with."""
+VMM that boot benchmarks compare minivmm with. For both architectures
+(MINIVMM_ARCH=arm64: the arm64 test host, guests and peer)."""
 
+import shlex
 import time
 
 import pytest
 
 import hostlib
+
+pytestmark = pytest.mark.arm64
+
+# uname -m of a host of each architecture; the guests' kernel flavour.
+UNAME_M = {"x86_64": "x86_64", "arm64": "aarch64"}
+DEBIAN_ARCH = {"x86_64": "amd64", "arm64": "arm64"}
+
+
+def test_host_architecture(host):
+    assert host.run("uname -m") == (0, UNAME_M[host.arch] + "\n")
+
+
+def test_payload_programs_find_their_libraries(host):
+    """Every program in the payload starts on the host: its shared libraries
+    (found by ldd, or for another architecture by following readelf's
+    NEEDED entries) and its loader are all there."""
+    names = [*host.payload.binaries, *host.payload.deb_binaries]
+    if host.has(host.qemu_name):
+        names.append(host.qemu_name)
+    if not names:
+        pytest.skip("the payload has no programs")
+    for name in names:
+        rc, out = host.run(f"{shlex.quote(host.path(name))} --version", timeout=60)
+        assert rc == 0, f"{name} --version: status {rc}\n{out}"
+        assert out.strip(), name
 
 
 def test_run_returns_status_and_exact_output(host):
@@ -98,7 +125,10 @@ def test_qemu_kvm_boots_guest(host, series, record_property):
     m = s.expect(r"MINIVMM-GUEST-READY cpus=(\d+) memtotal_kb=(\d+) kernel=(\S+)\n", timeout=180)
     boot_s = time.monotonic() - t0
     assert m.group(1) == "2"
+    # Boot RAM minus what the kernel keeps for itself (image, memmap).
+    assert 0.85 * 512 * 1024 < int(m.group(2)) <= 512 * 1024, m.group(2)
     assert m.group(3).startswith(series + ".")
+    assert m.group(3).endswith(f"-cloud-{DEBIAN_ARCH[host.arch]}"), m.group(3)
     assert "MINIVMM-GUEST-MODULE-FAILED" not in s.output
     s.expect("guest# ")
     # The arithmetic shows the line was run, not just echoed.
@@ -110,7 +140,7 @@ def test_qemu_kvm_boots_guest(host, series, record_property):
     s.sendline("poweroff -f")
     assert s.wait_exit(60) == 0
     record_property("guest_ready_s", round(boot_s, 2))
-    print(f"\n{host.kind} host: QEMU+KVM booted guest {series} "
+    print(f"\n{host.kind} {host.arch} host: QEMU+KVM booted guest {series} "
           f"({m.group(3)}) to the ready marker in {boot_s:.2f} s; host timings: "
           + ", ".join(f"{k}={v:.2f}s" for k, v in host.timings.items()))
 
