@@ -434,11 +434,12 @@ TEST(fdt_memory_is_boot_ram_only)
         const char *type = fdt_getprop(blob, node, "device_type", NULL);
         if (type && !strcmp(type, "memory")) {
             int len;
+            /* 64-bit cells are only 4-byte aligned in a blob: fdt64_ld. */
             const fdt64_t *reg = fdt_getprop(blob, node, "reg", &len);
             CHECK(reg && len == 16);
             if (reg && len == 16) {
-                CHECK_EQ(fdt64_to_cpu(reg[0]), ARM64_RAM_BASE);
-                CHECK_EQ(fdt64_to_cpu(reg[1]), 512 * MiB);
+                CHECK_EQ(fdt64_ld(&reg[0]), ARM64_RAM_BASE);
+                CHECK_EQ(fdt64_ld(&reg[1]), 512 * MiB);
             }
             n++;
         }
@@ -495,9 +496,9 @@ TEST(fdt_initrd_above_4gib_takes_two_cells)
     CHECK_EQ(build(&d, blob, &used), 0);
     int chosen = fdt_path_offset(blob, "/chosen"), len = 0;
     const fdt64_t *p = fdt_getprop(blob, chosen, "linux,initrd-start", &len);
-    CHECK(p && len == 8 && fdt64_to_cpu(*p) == 0x83f000000ULL);
+    CHECK(p && len == 8 && fdt64_ld(p) == 0x83f000000ULL);
     p = fdt_getprop(blob, chosen, "linux,initrd-end", &len);
-    CHECK(p && len == 8 && fdt64_to_cpu(*p) == 0x840000000ULL);
+    CHECK(p && len == 8 && fdt64_ld(p) == 0x840000000ULL);
 }
 
 TEST(fdt_nothing_optional)
