@@ -158,47 +158,6 @@ static int build(const struct arm64_fdt_desc *d, uint8_t *blob, size_t *used)
 
 /* ---- running dtc and dt-validate ---- */
 
-static bool tool_in_path(const char *tool)
-{
-    const char *path = getenv("PATH");
-    if (!path)
-        return false;
-    char *copy = strdup(path), *save = NULL;
-    bool found = false;
-    for (char *dir = copy ? strtok_r(copy, ":", &save) : NULL; dir && !found;
-         dir = strtok_r(NULL, ":", &save)) {
-        char exe[4096];
-        if ((size_t)snprintf(exe, sizeof(exe), "%s/%s", dir, tool) < sizeof(exe))
-            found = access(exe, X_OK) == 0;
-    }
-    free(copy);
-    return found;
-}
-
-/* argv run in dir, its stdout and stderr both into dir/log. Exit status, or
- * -1 if it did not exit. */
-static int run_in(const char *dir, const char *log, char *const argv[])
-{
-    fflush(NULL);
-    pid_t pid = fork();
-    if (pid < 0)
-        return -1;
-    if (pid == 0) {
-        int fd = chdir(dir) == 0 ? open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644) : -1;
-        if (fd < 0)
-            _exit(126);
-        dup2(fd, STDOUT_FILENO);
-        dup2(fd, STDERR_FILENO);
-        close(fd);
-        execvp(argv[0], argv);
-        _exit(127);
-    }
-    int status;
-    while (waitpid(pid, &status, 0) < 0)
-        if (errno != EINTR)
-            return -1;
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
 
 /* dir/name's contents, NUL-terminated; *len (if given) without the NUL. */
 static char *slurp(const char *dir, const char *name, size_t *len)
@@ -268,7 +227,7 @@ static char *decompile(const char *dir, const uint8_t *blob, size_t len)
 {
     CHECK(spill(dir, "guest.dtb", blob, len));
     char *const argv[] = {"dtc", "-I", "dtb", "-O", "dts", "-o", "guest.dts", "guest.dtb", NULL};
-    int rc = run_in(dir, "dtc.log", argv);
+    int rc = unit_run_in(dir, "dtc.log", argv);
     char *log = slurp(dir, "dtc.log", NULL);
     if (rc != 0 || (log && *log))
         fprintf(stderr, "  dtc exited %d:\n%s\n", rc, log ? log : "");
@@ -301,7 +260,7 @@ static bool need_dtc(void)
 {
     /* device-tree-compiler is a declared dependency (tests/deps.sh): its
      * absence fails the test, it does not skip it. */
-    if (tool_in_path("dtc"))
+    if (unit_tool_in_path("dtc"))
         return true;
     unit_fail(__FILE__, __LINE__, "dtc not found in PATH (install device-tree-compiler)");
     return false;
@@ -347,7 +306,7 @@ TEST(fdt_dtc_round_trip)
     char *first = decompile(dir, blob, used);
     char *const compile[] = {"dtc", "-I", "dts", "-O", "dtb", "-o", "again.dtb", "guest.dts",
                              NULL};
-    CHECK_EQ(run_in(dir, "compile.log", compile), 0);
+    CHECK_EQ(unit_run_in(dir, "compile.log", compile), 0);
     char *log = slurp(dir, "compile.log", NULL);
     CHECK(log && *log == '\0');
     free(log);
@@ -537,7 +496,7 @@ TEST(fdt_too_small_a_buffer)
  * compatible no schema here knows: said, not failed. */
 TEST(fdt_dt_validate)
 {
-    if (!tool_in_path("dt-validate")) {
+    if (!unit_tool_in_path("dt-validate")) {
         unit_skip("dt-validate not found in PATH (Debian package dt-schema): the blob was "
                   "not checked against the devicetree schemas");
         return;
@@ -558,12 +517,12 @@ TEST(fdt_dt_validate)
     int rc;
     if (bindings && *bindings) {
         char *const mk[] = {"dt-mk-schema", "-j", (char *)bindings, NULL};
-        CHECK_EQ(run_in(dir, "schema.json", mk), 0);
+        CHECK_EQ(unit_run_in(dir, "schema.json", mk), 0);
         char *const argv[] = {"dt-validate", "-s", "schema.json", "guest.dtb", NULL};
-        rc = run_in(dir, "validate.log", argv);
+        rc = unit_run_in(dir, "validate.log", argv);
     } else {
         char *const argv[] = {"dt-validate", "guest.dtb", NULL};
-        rc = run_in(dir, "validate.log", argv);
+        rc = unit_run_in(dir, "validate.log", argv);
     }
     char *out = slurp(dir, "validate.log", NULL);
     if (rc != 0 || !out || *out)
@@ -573,7 +532,7 @@ TEST(fdt_dt_validate)
     free(out);
 
     char *const unmatched[] = {"dt-validate", "-m", "guest.dtb", NULL};
-    if (!bindings && run_in(dir, "unmatched.log", unmatched) == 0) {
+    if (!bindings && unit_run_in(dir, "unmatched.log", unmatched) == 0) {
         char *list = slurp(dir, "unmatched.log", NULL);
         if (list && *list)
             printf("  dt-validate has no schema for these nodes here (their bindings live "

@@ -1,5 +1,10 @@
 #include "unit.h"
 
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <stdlib.h>
 
 #define UNIT_MAX_TESTS 256
@@ -71,4 +76,43 @@ int main(int argc, char **argv)
     if (skipped && !passed)
         return 77;
     return 0;
+}
+
+bool unit_tool_in_path(const char *tool)
+{
+    const char *path = getenv("PATH");
+    char *copy = path ? strdup(path) : NULL, *save = NULL;
+    bool found = false;
+    for (char *dir = copy ? strtok_r(copy, ":", &save) : NULL; dir && !found;
+         dir = strtok_r(NULL, ":", &save)) {
+        char exe[4096];
+        if ((size_t)snprintf(exe, sizeof(exe), "%s/%s", dir, tool) < sizeof(exe))
+            found = access(exe, X_OK) == 0;
+    }
+    free(copy);
+    return found;
+}
+
+int unit_run_in(const char *dir, const char *log, char *const argv[])
+{
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0)
+        return -1;
+    if (pid == 0) {
+        int fd = chdir(dir) == 0 ? open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644) : -1;
+        if (fd < 0)
+            _exit(126);
+        dup2(fd, STDOUT_FILENO);
+        dup2(fd, STDERR_FILENO);
+        close(fd);
+        execvp(argv[0], argv);
+        _exit(127);
+    }
+    int status;
+    while (waitpid(pid, &status, 0) < 0) {
+        if (errno != EINTR)
+            return -1;
+    }
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }

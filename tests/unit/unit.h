@@ -13,6 +13,13 @@ void unit_fail(const char *file, int line, const char *expr);
 /* Marks the running test as skipped (with a loud reason) instead of passed. */
 void unit_skip(const char *why);
 
+/* Whether an executable named tool is on $PATH (tests that drive dtc, iasl
+ * or dt-validate skip loudly without it). */
+bool unit_tool_in_path(const char *tool);
+/* Runs argv (searched on $PATH) in dir with its stdout and stderr into
+ * dir/log; the exit status, or -1 when it did not exit normally. */
+int unit_run_in(const char *dir, const char *log, char *const argv[]);
+
 #define TEST(name)                                                        \
     static void name(void);                                               \
     __attribute__((constructor)) static void register_##name(void)        \

@@ -835,49 +835,6 @@ TEST(test_aml_errors_are_sticky)
 
 /* ---- iasl ---- */
 
-static bool iasl_in_path(void)
-{
-    const char *path = getenv("PATH");
-    if (!path)
-        return false;
-    char *copy = strdup(path), *save = NULL;
-    bool found = false;
-    for (char *dir = strtok_r(copy, ":", &save); copy && dir && !found;
-         dir = strtok_r(NULL, ":", &save)) {
-        char exe[4096];
-        if ((size_t)snprintf(exe, sizeof(exe), "%s/iasl", dir) < sizeof(exe))
-            found = access(exe, X_OK) == 0;
-    }
-    free(copy);
-    return found;
-}
-
-/* Runs argv in dir with stdout+stderr to dir/log; returns the exit status. */
-static int run_in_dir(const char *dir, const char *log, char *const argv[])
-{
-    fflush(NULL);
-    pid_t pid = fork();
-    if (pid < 0)
-        return -1;
-    if (pid == 0) {
-        if (chdir(dir) != 0)
-            _exit(126);
-        int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        if (fd < 0)
-            _exit(126);
-        dup2(fd, STDOUT_FILENO);
-        dup2(fd, STDERR_FILENO);
-        close(fd);
-        execvp(argv[0], argv);
-        _exit(127);
-    }
-    int status;
-    while (waitpid(pid, &status, 0) < 0) {
-        if (errno != EINTR)
-            return -1;
-    }
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
 
 static char *read_text(const char *dir, const char *name)
 {
@@ -957,7 +914,7 @@ static void iasl_disassemble_one(const char *dir, const char *table)
     snprintf(log, sizeof(log), "%s.log", table);
     snprintf(dsl, sizeof(dsl), "%s.dsl", table);
     char *const argv[] = { "iasl", "-d", dat, NULL };
-    int rc = run_in_dir(dir, log, argv);
+    int rc = unit_run_in(dir, log, argv);
     char *out = read_text(dir, log);
     if (rc != 0)
         fprintf(stderr, "  iasl -d %s exited %d:\n%s\n", dat, rc, out ? out : "");
@@ -992,7 +949,7 @@ static void iasl_check_rsdp(const char *dir, const uint8_t *rsdp)
              (unsigned long long)rd64(rsdp + 24));
     CHECK(write_file(dir, "rsdp.asl", src, strlen(src)));
     char *const argv[] = { "iasl", "rsdp.asl", NULL };
-    int rc = run_in_dir(dir, "rsdp.log", argv);
+    int rc = unit_run_in(dir, "rsdp.log", argv);
     char *out = read_text(dir, "rsdp.log");
     CHECK_EQ(rc, 0);
     CHECK_STR_CONTAINS(out, "Compilation successful. 0 Errors, 0 Warnings");
@@ -1031,7 +988,7 @@ static void iasl_check_config(const char *dir, const struct acpi_config *cfg, bo
                                "xsdt.dat", "srat.dat", NULL };
     char *const all_nosrat[] = { "iasl", "-d", "dsdt.dat", "facp.dat", "apic.dat",
                                  "xsdt.dat", NULL };
-    int rc = run_in_dir(dir, "all.log", srat ? all_srat : all_nosrat);
+    int rc = unit_run_in(dir, "all.log", srat ? all_srat : all_nosrat);
     CHECK_EQ(rc, 0);
     char *out = read_text(dir, "all.log");
     check_clean("all.log", out);
@@ -1051,7 +1008,7 @@ static void iasl_check_config(const char *dir, const struct acpi_config *cfg, bo
     /* The disassembly must compile back without complaint: catches AML that
      * parses but is semantically off (e.g. inconsistent QWordMemory ranges). */
     char *const recompile[] = { "iasl", "-p", "dsdt_rt", "dsdt.dsl", NULL };
-    rc = run_in_dir(dir, "recompile.log", recompile);
+    rc = unit_run_in(dir, "recompile.log", recompile);
     out = read_text(dir, "recompile.log");
     CHECK_EQ(rc, 0);
     CHECK_STR_CONTAINS(out, "Compilation successful. 0 Errors, 0 Warnings");
@@ -1063,7 +1020,7 @@ TEST(test_iasl_accepts_tables)
 {
     /* acpica-tools is a declared project dependency: missing iasl is a
      * failure, not a skip. */
-    if (!iasl_in_path()) {
+    if (!unit_tool_in_path("iasl")) {
         unit_fail(__FILE__, __LINE__, "iasl not found in PATH (install acpica-tools)");
         return;
     }
