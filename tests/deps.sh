@@ -8,7 +8,7 @@ set -euo pipefail
 
 PACKAGES=(
     build-essential cmake pkg-config        # compiler, CMake
-    libcurl4-openssl-dev libjansson-dev     # minivmm ctl: HTTP client, JSON
+    libjansson-dev                          # JSON (the API server, minivmm ctl)
     clang                                   # libFuzzer, second compiler
     libclang-rt-dev                         # libFuzzer and sanitizer runtimes for clang
     acpica-tools                            # iasl -d validates the ACPI tables
@@ -28,7 +28,7 @@ PACKAGES=(
     # the arm64 build links libfdt1:arm64's shared library.
     gcc-aarch64-linux-gnu libc6-dev-arm64-cross
     libfdt1:arm64 libseccomp-dev:arm64 libmicrohttpd-dev:arm64
-    libjansson-dev:arm64 libcurl4-openssl-dev:arm64
+    libjansson-dev:arm64
 )
 
 missing=()

@@ -1,6 +1,5 @@
 #include "vmm/ctl/ctl.h"
 
-#include <curl/curl.h>
 #include <errno.h>
 #include <jansson.h>
 #include <stdbool.h>
@@ -8,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "vmm/ctl/http_client.h"
 #include "vmm/size_parse.h"
 
 static const char ctl_usage[] =
@@ -29,58 +29,56 @@ struct buffer {
 struct ctl {
     const char *sock;
     bool json;
-    CURL *curl;
 };
 
-static size_t collect(char *ptr, size_t size, size_t n, void *opaque)
+/* How long the API may take: to answer at all, and to answer an ordinary
+ * request whole (a ?wait request gets its wait on top). An event stream
+ * has no end deadline: it may be quiet for hours and ends with the VMM. */
+#define CTL_HEAD_TIMEOUT_MS (120 * 1000)
+#define CTL_TOTAL_TIMEOUT_MS (120 * 1000)
+
+static int collect(struct buffer *b, const char *ptr, size_t add)
 {
-    struct buffer *b = opaque;
-    size_t add = size * n;
     char *p = realloc(b->data, b->len + add + 1);
     if (!p)
-        return 0;
+        return -1;
     memcpy(p + b->len, ptr, add);
     b->len += add;
     p[b->len] = '\0';
     b->data = p;
-    return add;
+    return 0;
 }
 
-/* One request; *status gets the HTTP status, *body the response (caller
- * frees). Returns 0, or -1 with the transport problem printed. */
+/* One request; *status gets the HTTP status, *out the response (caller
+ * frees) unless a sink takes it. extra_ms: beyond the usual deadline; < 0
+ * for a stream without an end deadline. Returns 0, or -1 with the
+ * transport problem printed. */
 static int request(struct ctl *c, const char *method, const char *path, const char *body,
-                   long *status, char **out, curl_write_callback writer, void *writer_arg)
+                   long *status, char **out, httpc_sink_fn sink, void *sink_arg, int extra_ms)
 {
-    char url[512];
-    snprintf(url, sizeof(url), "http://localhost%s", path);
-    struct buffer b = {0};
-    struct curl_slist *headers = NULL;
-
-    curl_easy_reset(c->curl);
-    curl_easy_setopt(c->curl, CURLOPT_UNIX_SOCKET_PATH, c->sock);
-    curl_easy_setopt(c->curl, CURLOPT_URL, url);
-    curl_easy_setopt(c->curl, CURLOPT_CUSTOMREQUEST, method);
-    curl_easy_setopt(c->curl, CURLOPT_WRITEFUNCTION, writer ? writer : collect);
-    curl_easy_setopt(c->curl, CURLOPT_WRITEDATA, writer ? writer_arg : (void *)&b);
-    curl_easy_setopt(c->curl, CURLOPT_NOSIGNAL, 1L);
-    if (body) {
-        headers = curl_slist_append(headers, "Content-Type: application/json");
-        curl_easy_setopt(c->curl, CURLOPT_HTTPHEADER, headers);
-        curl_easy_setopt(c->curl, CURLOPT_POSTFIELDS, body);
-    }
-    CURLcode rc = curl_easy_perform(c->curl);
-    curl_slist_free_all(headers);
-    if (rc != CURLE_OK) {
+    struct httpc_request req = {
+        .method = method,
+        .target = path,
+        .content_type = body ? "application/json" : NULL,
+        .body = body,
+        .body_len = body ? strlen(body) : 0,
+        .head_timeout_ms = CTL_HEAD_TIMEOUT_MS + (extra_ms > 0 ? extra_ms : 0),
+        .total_timeout_ms = extra_ms < 0 ? 0 : CTL_TOTAL_TIMEOUT_MS + extra_ms,
+        .sink = sink,
+        .sink_arg = sink_arg,
+    };
+    struct httpc_response resp;
+    int rc = httpc_request(c->sock, &req, &resp);
+    if (rc != HTTPC_OK) {
         fprintf(stderr, "minivmm ctl: %s %s on %s: %s\n", method, path, c->sock,
-                curl_easy_strerror(rc));
-        free(b.data);
+                httpc_strerror(rc));
         return -1;
     }
-    curl_easy_getinfo(c->curl, CURLINFO_RESPONSE_CODE, status);
+    *status = resp.status;
     if (out)
-        *out = b.data ? b.data : strdup("");
+        *out = resp.body ? resp.body : strdup("");
     else
-        free(b.data);
+        free(resp.body);
     return 0;
 }
 
@@ -118,8 +116,8 @@ static int cmd_status(struct ctl *c)
 {
     long st1, st2;
     char *vm = NULL, *devs = NULL;
-    if (request(c, "GET", "/vm", NULL, &st1, &vm, NULL, NULL) ||
-        request(c, "GET", "/virtio-mem", NULL, &st2, &devs, NULL, NULL)) {
+    if (request(c, "GET", "/vm", NULL, &st1, &vm, NULL, NULL, 0) ||
+        request(c, "GET", "/virtio-mem", NULL, &st2, &devs, NULL, NULL, 0)) {
         free(vm);
         return 1;
     }
@@ -162,6 +160,7 @@ static int cmd_resize(struct ctl *c, const char *id, const char *size, const cha
         fprintf(stderr, "minivmm ctl: resize: size '%s': %s\n", size, why);
         return 2;
     }
+    int wait_ms = 0;
     if (wait) {
         char *end;
         double w = strtod(wait, &end);
@@ -170,16 +169,17 @@ static int cmd_resize(struct ctl *c, const char *id, const char *size, const cha
                     wait);
             return 2;
         }
+        wait_ms = (int)(w * 1000) + 1;
     }
     char path[256], body[64];
-    char *esc = curl_easy_escape(c->curl, id, 0);
+    char *esc = httpc_escape(id);
     snprintf(path, sizeof(path), "/virtio-mem/%s%s%s", esc ? esc : id, wait ? "?wait=" : "",
              wait ? wait : "");
-    curl_free(esc);
+    free(esc);
     snprintf(body, sizeof(body), "{\"requested_size\":%llu}", (unsigned long long)bytes);
     long st;
     char *out = NULL;
-    if (request(c, "PATCH", path, body, &st, &out, NULL, NULL))
+    if (request(c, "PATCH", path, body, &st, &out, NULL, NULL, wait_ms))
         return 1;
     int rc = 0;
     if (st != 200 && st != 202) {
@@ -235,12 +235,11 @@ static void print_event(struct event_printer *p, const char *line)
     fflush(stdout);
 }
 
-static size_t event_chunk(char *ptr, size_t size, size_t n, void *opaque)
+static int event_chunk(void *opaque, const char *ptr, size_t got)
 {
     struct event_printer *p = opaque;
-    size_t got = size * n;
-    if (collect(ptr, 1, got, &p->line) != got)
-        return 0;
+    if (collect(&p->line, ptr, got) != 0)
+        return -1;
     char *nl;
     while (p->line.data && (nl = memchr(p->line.data, '\n', p->line.len))) {
         *nl = '\0';
@@ -250,7 +249,7 @@ static size_t event_chunk(char *ptr, size_t size, size_t n, void *opaque)
         p->line.len = rest;
         p->line.data[rest] = '\0';
     }
-    return got;
+    return 0;
 }
 
 static int cmd_events(struct ctl *c, const char *since)
@@ -269,7 +268,7 @@ static int cmd_events(struct ctl *c, const char *since)
         snprintf(path, sizeof(path), "/events?since=%llu", n);
     }
     long st;
-    int rc = request(c, "GET", path, NULL, &st, NULL, event_chunk, &p);
+    int rc = request(c, "GET", path, NULL, &st, NULL, event_chunk, &p, -1);
     free(p.line.data);
     if (rc)
         return 1;
@@ -286,7 +285,7 @@ static int cmd_action(struct ctl *c, const char *action)
     snprintf(body, sizeof(body), "{\"action\":\"%s\"}", action);
     long st;
     char *out = NULL;
-    if (request(c, "PUT", "/vm/actions", body, &st, &out, NULL, NULL))
+    if (request(c, "PUT", "/vm/actions", body, &st, &out, NULL, NULL, 0))
         return 1;
     int rc = 0;
     if (st != 200 && st != 202)
@@ -370,10 +369,6 @@ int ctl_main(int argc, char **argv)
         return 2;
     }
 
-    if (curl_global_init(CURL_GLOBAL_DEFAULT) != 0 || !(c.curl = curl_easy_init())) {
-        fprintf(stderr, "minivmm ctl: cannot initialise libcurl\n");
-        return 1;
-    }
     int rc;
     if (!strcmp(cmd, "status"))
         rc = cmd_status(&c);
@@ -383,7 +378,5 @@ int ctl_main(int argc, char **argv)
         rc = cmd_events(&c, since);
     else
         rc = cmd_action(&c, cmd);
-    curl_easy_cleanup(c.curl);
-    curl_global_cleanup();
     return rc;
 }
