@@ -1,7 +1,9 @@
 """`minivmm ctl` against a running VMM (tiny guest: no virtio-mem driver, so
 nothing gets plugged and --wait runs out)."""
 import json
+import socket
 import subprocess
+import threading
 
 from apiclient import Vmm, request
 
@@ -100,3 +102,35 @@ def test_events_follow_and_shutdown(minivmm, tiny_kernel, tmp_path):
             ev.kill()
         if v.proc.poll() is None:
             v.stop_and_check()
+
+
+def test_events_from_a_server_that_never_ends_a_line(minivmm, tmp_path):
+    """A socket that streams one endless line is not minivmm's event stream:
+    ctl stops with an error instead of buffering it without bound."""
+    path = str(tmp_path / "fake.sock")
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    srv.bind(path)
+    srv.listen(1)
+    stop = threading.Event()
+
+    def serve():
+        conn, _ = srv.accept()
+        with conn:
+            conn.recv(4096)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/x-ndjson\r\n"
+                         b"Connection: close\r\n\r\n")
+            chunk = b"x" * 65536
+            try:
+                while not stop.is_set():    # at most until ctl hangs up
+                    conn.sendall(chunk)
+            except OSError:
+                pass
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    try:
+        rc, out, err = ctl(minivmm, path, "events", timeout=30)
+    finally:
+        stop.set()
+        srv.close()
+    assert rc != 0, (out, err)
+    assert "an event line longer than 64 KiB" in err, err

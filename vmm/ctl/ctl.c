@@ -203,6 +203,8 @@ static int cmd_resize(struct ctl *c, const char *id, const char *size, const cha
     return rc;
 }
 
+#define EVENT_LINE_LIMIT (64 * 1024)
+
 struct event_printer {
     bool json;
     struct buffer line;
@@ -248,6 +250,13 @@ static int event_chunk(void *opaque, const char *ptr, size_t got)
         memmove(p->line.data, nl + 1, rest);
         p->line.len = rest;
         p->line.data[rest] = '\0';
+    }
+    /* The VMM's events are one short line each (EVENT_MAX_LEN): a line that
+     * never ends is not its stream, and must not grow without bound. */
+    if (p->line.len > EVENT_LINE_LIMIT) {
+        fprintf(stderr, "minivmm ctl: an event line longer than %d KiB: not minivmm's event "
+                        "stream\n", EVENT_LINE_LIMIT / 1024);
+        return -1;
     }
     return 0;
 }
