@@ -29,7 +29,6 @@ import hostlib  # noqa: E402
 
 # minivmm's guest console on every architecture (x86_64: the 16550 at 0x3f8;
 # arm64: the 16550 on its MMIO window, aliased serial0).
-MINIVMM_CONSOLE = "ttyS0"
 
 
 def add_arch_args(ap) -> None:
@@ -49,20 +48,15 @@ def minivmm_binary(arch: str, explicit: Path | None) -> Path:
         path = explicit
     elif "MINIVMM_BINARY" in os.environ:
         path = Path(os.environ["MINIVMM_BINARY"])
-    elif arch == hostlib.machine_arch():
-        path = REPO / "build" / "minivmm"
     else:
-        path = REPO / f"build-{arch}" / "minivmm"
+        path = REPO / hostlib.default_minivmm(arch)
     if not path.is_absolute():
         path = Path.cwd() / path
-    if not path.exists():
+    why = hostlib.minivmm_unusable(path, arch)
+    if why:
         hint = (" (cmake -S . -B build-arm64 --toolchain cmake/aarch64-linux-gnu.cmake && "
-                "cmake --build build-arm64)" if arch == "arm64" else "")
-        raise SystemExit(f"minivmm is not built: {path} does not exist{hint}")
-    built_for = hostlib.elf_arch(path)
-    if built_for != arch:
-        raise SystemExit(f"{path} is built for {built_for or 'an unknown architecture'}, "
-                         f"--arch is {arch}")
+                "cmake --build build-arm64)" if arch == "arm64" and not path.exists() else "")
+        raise SystemExit(f"{why}{hint}")
     return path
 
 
@@ -75,11 +69,6 @@ def ensure_guest(arch: str, series: str) -> Path:
     d = guest_dir(arch)
     hostlib.ensure_guest_images(d, series, arch=arch)
     return d
-
-
-def minivmm_append(arch: str, *more: str) -> str:
-    """minivmm's guest command line: x86_64 "console=ttyS0 quiet"."""
-    return " ".join([f"console={MINIVMM_CONSOLE}", hostlib.GUEST_CMDLINE[arch], *more])
 
 
 def qemu_append(host, *more: str) -> str:

@@ -96,18 +96,10 @@ def _minivmm_binary(arch: str) -> Path | None:
     """MINIVMM_BINARY (or the default build for arch) if it exists and is
     built for arch; else None, with the reason in _minivmm_missing."""
     global _minivmm_missing
-    default = "build/minivmm" if arch == hostlib.machine_arch() else f"build-{arch}/minivmm"
-    minivmm = _repo_path("MINIVMM_BINARY", default)
-    if not minivmm.exists():
-        _minivmm_missing = f"minivmm is not built ({minivmm} does not exist; set MINIVMM_BINARY)"
-        return None
-    built_for = hostlib.elf_arch(minivmm)
-    if built_for != arch:
-        _minivmm_missing = (f"{minivmm} is built for {built_for or 'an unknown architecture'}, "
-                            f"MINIVMM_ARCH is {arch}")
-        return None
-    _minivmm_missing = None
-    return minivmm
+    minivmm = _repo_path("MINIVMM_BINARY", str(hostlib.default_minivmm(arch)))
+    why = hostlib.minivmm_unusable(minivmm, arch)
+    _minivmm_missing = f"{why} (set MINIVMM_BINARY, MINIVMM_ARCH is {arch})" if why else None
+    return None if why else minivmm
 
 
 @pytest.fixture(scope="session")

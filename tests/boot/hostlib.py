@@ -310,6 +310,31 @@ _QEMU_CONSOLE = {"x86_64": "ttyS0", "arm64": "ttyAMA0"}
 # under nested TCG); 1 vCPU 4.4 s vs 2.0 s.
 GUEST_CMDLINE = {"x86_64": "quiet", "arm64": "quiet cryptomgr.notests"}
 
+# minivmm's console is a 16550 on both architectures: the guest's ttyS0.
+MINIVMM_CONSOLE = "ttyS0"
+
+
+def minivmm_cmdline(arch: str, *more: str) -> str:
+    """The command line of a guest booted by minivmm: its console and the
+    nested guests' options, then more."""
+    return " ".join([f"console={MINIVMM_CONSOLE}", GUEST_CMDLINE[arch], *more])
+
+
+def default_minivmm(arch: str) -> Path:
+    """Where the build puts minivmm for arch, relative to the repository:
+    build/minivmm natively, build-ARCH/minivmm when cross-built."""
+    return Path("build/minivmm" if arch == machine_arch() else f"build-{arch}/minivmm")
+
+
+def minivmm_unusable(path: Path, arch: str) -> str | None:
+    """Why path cannot be the minivmm for arch guests (None: it can)."""
+    if not path.exists():
+        return f"minivmm is not built ({path} does not exist)"
+    built_for = elf_arch(path)
+    if built_for != arch:
+        return f"{path} is built for {built_for or 'an unknown architecture'}, not {arch}"
+    return None
+
 
 class Host:
     """Common interface; see the module docstring."""
