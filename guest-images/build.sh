@@ -3,7 +3,10 @@
 #   OUT/vmlinuz-<series>     the cloud-amd64 kernel (bzImage), or with
 #                            --arch arm64 the cloud-arm64 kernel (an
 #                            uncompressed arm64 Image)
-#   OUT/initrd-<series>.img  busybox + virtio modules + /init (guest-images/init)
+#   OUT/initrd-<series>.img  busybox + virtio modules + /init (guest-images/init);
+#                            for arm64 also /bin/nisv-probe
+#                            (guest-images/tools/nisv-probe.c, built with
+#                            Debian's aarch64-linux-gnu-gcc -static)
 #   OUT/guest-<series>.info  which packages went in
 # for series 6.1 and 6.12.
 #
@@ -64,14 +67,36 @@ comp=${MINIVMM_GUEST_INITRD_COMPRESSION:-none}
 # virtio_mmio and virtio_mem stay modules); on 6.1 all are modules on both.
 modules="virtio virtio_ring virtio_mmio virtio_pci virtio_mem virtio_blk"
 
+# Test programs of the guest's own, compiled here: the arm64 guest gets
+# nisv-probe (an access KVM cannot decode, for the arm64 guest-error test).
+# None on x86_64: that path is arm64's.
+tools=()
+if [ "$MVX_ARCH" = arm64 ]; then tools=(nisv-probe); fi
+tool_cc=$MVX_TRIPLET-gcc
+if [ ${#tools[@]} -gt 0 ] && ! command -v "$tool_cc" >/dev/null; then
+    mvx_die "$tool_cc not found (package gcc-$MVX_TRIPLET with libc6-dev-$MVX_ARCH-cross: tests/deps.sh install)"
+fi
+
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
 
+# build_tools DESTROOT : the test programs into DESTROOT/bin, static (the
+# initrd has no C library).
+build_tools() {
+    local t
+    for t in ${tools[@]+"${tools[@]}"}; do
+        "$tool_cc" -static -O2 -Wall -Wextra -Werror -s -o "$1/bin/$t" "$here/tools/$t.c" ||
+            mvx_die "cannot compile $here/tools/$t.c with $tool_cc"
+    done
+}
+
 build_one() {
-    local s=$1 pkg=$2 deb bbdeb stamp want kdir kver stage
+    local s=$1 pkg=$2 deb bbdeb stamp want kdir kver stage t
     deb=$(mvx_fetch_deb "$pkg")
     bbdeb=$(mvx_fetch_deb busybox-static)
-    want="$(basename "$deb") $(basename "$bbdeb") $comp $(mvx_hash "$here/build.sh" "$here/lib.sh" "$here/init" "$here/loadmod")"
+    local sources=("$here/build.sh" "$here/lib.sh" "$here/init" "$here/loadmod")
+    for t in ${tools[@]+"${tools[@]}"}; do sources+=("$here/tools/$t.c"); done
+    want="$(basename "$deb") $(basename "$bbdeb") $comp $(mvx_hash "${sources[@]}")"
     stamp="$out/.stamp-$s"
     if [ -s "$out/vmlinuz-$s" ] && [ -s "$out/initrd-$s.img" ] &&
        [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then
@@ -89,6 +114,7 @@ build_one() {
     mvx_install_modules "$kdir" "$stage" $modules
     install -m 0755 "$here/init" "$stage/init"
     install -m 0755 "$here/loadmod" "$stage/bin/loadmod"
+    build_tools "$stage"
     mvx_make_cpio "$stage" "$out/initrd-$s.img" "$comp"
     rm -rf "$stage"
 

@@ -28,7 +28,9 @@ qemu-system-x86_64, or Debian's arm64 qemu-system-aarch64) in the payload
 
 Tests marked @pytest.mark.arm64 also run with MINIVMM_ARCH=arm64 (run-all
 selects them with -m arm64); with MINIVMM_ARCH=arm64 every other test is
-skipped, as it was written for x86_64 only.
+skipped, as it was written for x86_64 only. A test of one architecture's own
+behaviour is marked @pytest.mark.only_arch("arm64", reason="...") as well:
+with any other MINIVMM_ARCH it is skipped, with that reason.
 """
 
 from __future__ import annotations
@@ -50,6 +52,9 @@ def pytest_configure(config):
         "markers", "qemu_peer: needs the peer VMM (qemu-system-x86_64 or -aarch64) on the host")
     config.addinivalue_line(
         "markers", "arm64: also runs with MINIVMM_ARCH=arm64 (the arm64 guests and host)")
+    config.addinivalue_line(
+        "markers", "only_arch(arch, reason): runs only with MINIVMM_ARCH=arch; "
+                   "skipped for the others, with reason")
 
 
 def _arch() -> str:
@@ -62,6 +67,12 @@ def _arch() -> str:
 
 def pytest_collection_modifyitems(config, items):
     arch = _arch()
+    for item in items:
+        only = item.get_closest_marker("only_arch")
+        if only is not None and hostlib.normalize_arch(only.args[0]) != arch:
+            why = only.kwargs.get("reason", "")
+            item.add_marker(pytest.mark.skip(
+                reason=f"{only.args[0]} only, MINIVMM_ARCH={arch}" + (f": {why}" if why else "")))
     if arch == "x86_64":
         return
     skip = pytest.mark.skip(reason=f"written for x86_64 only (no @pytest.mark.{arch}); "
