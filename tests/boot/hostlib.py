@@ -656,7 +656,10 @@ class TestHostVM(Host):
         if self.arch == "x86_64":
             cpu = ["-cpu", "max"]
             console = "ttyS0"
-            extra = "edd=off"
+            # unknown_nmi_panic: diagnose() sends an NMI to a test host that
+            # stopped answering; the panic prints where the CPUs were
+            # (panic_print 0x40: every CPU's backtrace).
+            extra = "edd=off unknown_nmi_panic panic_print=0x40"
             ctl_port = ["-serial", "chardev:ctl"]
             disk_dev = ["-drive", f"file={disk},if=virtio,format=raw,readonly=on"]
         else:
@@ -682,7 +685,10 @@ class TestHostVM(Host):
                 # signal=off: ^C from a test goes to the test host, not QEMU.
                 "-chardev", "stdio,id=con,signal=off", "-serial", "chardev:con",
                 "-chardev", ctl, *ctl_port,
-                "-monitor", "none", "-nic", "none"]
+                # The human monitor, only for diagnose(): what the emulated
+                # CPUs were doing when the test host stopped answering.
+                "-monitor", f"unix:{self._sock_dir}/mon,server=on,wait=off",
+                "-nic", "none"]
         if disk.exists():
             argv += disk_dev
         return argv
@@ -733,6 +739,8 @@ class TestHostVM(Host):
             self._console.expect(re.escape(_TESTHOST_PROMPT), 60, m.end())
             self.timings["testhost_boot"] = time.monotonic() - t0
         except HostError as e:
+            if "MINIVMM-TESTHOST-FAILED" not in str(e):
+                e = HostError(f"{e}\n(what its CPUs were doing: {self.diagnose('boot-stalled')})")
             self.close()
             err = (self.log_dir / "testhost-qemu.stderr").read_text(errors="replace").strip()
             if err:
@@ -834,10 +842,61 @@ class TestHostVM(Host):
             # host, so that one stuck VMM fails one test and not every test
             # after it. The failed test's report has the stuck threads' stacks.
             stuck = self._console_busy.cmd
-            warnings.warn(f"{stuck!r} could not be ended; restarting the test host")
+            report = self.diagnose("stuck")
+            warnings.warn(f"{stuck!r} could not be ended; restarting the test host "
+                          f"(what its CPUs were doing: {report})")
             self.close()
             self._console_busy = None
             self.boot()
+
+    def diagnose(self, tag: str) -> Path:
+        """Writes what the test host was doing into testhost-<tag>-N.txt: the
+        state and CPU time of QEMU's threads on this machine (an emulator
+        spinning or deadlocked), the emulated CPUs' registers, and, on x86_64,
+        the kernel's own report after an NMI (it panics on one, printing
+        the interrupted CPU's stack). The test host is unusable afterwards:
+        call only before close()."""
+        out = self.log_dir / f"testhost-{tag}-{next(self._tokens)}.txt"
+        parts = []
+        pid = self._proc.pid if self._proc else None
+        if pid and self._proc.poll() is None:
+            parts.append("== QEMU threads on this machine (state, CPU s, CPU s 2 s later)")
+            parts.append(_thread_cpu_report(pid, 2.0))
+            for cmd in ("info status", "info cpus", "info registers -a"):
+                parts.append(f"== (qemu) {cmd}\n{self._monitor(cmd)}")
+            if self.arch == "x86_64":
+                pos = self._console.mark()
+                parts.append(f"== (qemu) nmi\n{self._monitor('nmi')}")
+                time.sleep(10)
+                parts.append("== console in the 10 s after the NMI\n" + self._console.text[pos:])
+        else:
+            parts.append(f"QEMU is not running (status {self._proc.poll() if self._proc else None})")
+        out.write_text("\n".join(parts) + "\n")
+        return out
+
+    def _monitor(self, cmd: str, timeout: float = 10) -> str:
+        """One command on QEMU's human monitor; its answer, or why none."""
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+                s.settimeout(timeout)
+                s.connect(f"{self._sock_dir}/mon")
+                buf = b""
+                while not buf.endswith(b"(qemu) "):
+                    chunk = s.recv(65536)
+                    if not chunk:
+                        break
+                    buf += chunk
+                s.sendall(cmd.encode() + b"\n")
+                buf = b""
+                while buf.count(b"(qemu) ") < 1 or not buf.endswith(b"(qemu) "):
+                    chunk = s.recv(65536)
+                    if not chunk:
+                        break
+                    buf += chunk
+                text = buf.decode(errors="replace").replace("\r", "")
+                return re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", text)
+        except OSError as e:
+            return f"(no answer from the monitor: {e})"
 
     def close(self) -> None:
         if self._proc and self._proc.poll() is None:
@@ -853,6 +912,34 @@ class TestHostVM(Host):
         if self._sock_dir:
             shutil.rmtree(self._sock_dir, ignore_errors=True)
             self._sock_dir = None
+
+
+def _thread_cpu_report(pid: int, interval: float) -> str:
+    """Each thread of pid: name, state, user+system CPU seconds, and the same
+    again after interval seconds."""
+    def sample():
+        rows = {}
+        for t in Path(f"/proc/{pid}/task").glob("*"):
+            try:
+                stat = (t / "stat").read_text()
+            except OSError:
+                continue
+            name = stat[stat.index("(") + 1:stat.rindex(")")]
+            f = stat[stat.rindex(")") + 2:].split()
+            rows[t.name] = (name, f[0], (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK"))
+        return rows
+    try:
+        a = sample()
+        time.sleep(interval)
+        b = sample()
+    except OSError as e:
+        return f"(cannot read /proc/{pid}: {e})"
+    lines = []
+    for tid, (name, state, cpu) in sorted(a.items(), key=lambda kv: int(kv[0])):
+        later = b.get(tid)
+        lines.append(f"{tid:>8} {name:<20} {state} {cpu:10.2f} "
+                     + (f"{later[1]} {later[2]:10.2f}" if later else "(gone)"))
+    return "\n".join(lines)
 
 
 def _die_with_parent() -> None:

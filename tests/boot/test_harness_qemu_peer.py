@@ -3,8 +3,10 @@ test host), the harness, and the test guests, booted by QEMU + KVM, the peer
 VMM that boot benchmarks compare minivmm with. For both architectures
 (MINIVMM_ARCH=arm64: the arm64 test host, guests and peer)."""
 
+import re
 import shlex
 import time
+from pathlib import Path
 
 import pytest
 
@@ -80,6 +82,15 @@ def test_spawn_interrupt_and_kill(host):
     assert s.wait_exit(30) == 0
 
 
+def diagnosis(warned, about: str) -> str:
+    """The report file named by the harness's warning about `about`."""
+    texts = [str(w.message) for w in warned if about in str(w.message)]
+    assert texts, [str(w.message) for w in warned]
+    m = re.search(r"what its CPUs were doing: (\S+)\)", texts[0])
+    assert m, texts[0]
+    return m.group(1)
+
+
 def test_a_program_that_cannot_be_ended_costs_one_test_host(host):
     """A VMM stuck in the host kernel survives SIGKILL and keeps the test
     host's only console: the harness then restarts the test host instead of
@@ -89,8 +100,17 @@ def test_a_program_that_cannot_be_ended_costs_one_test_host(host):
         pytest.skip("only the QEMU test host has a console to lose")
     s = host.spawn("echo stopping-the-wrapper; kill -STOP $$; sleep 600")
     s.expect("stopping-the-wrapper")
-    with pytest.warns(UserWarning, match="restarting the test host"):
+    with pytest.warns(UserWarning, match="restarting the test host") as warned:
         host.cleanup_sessions()
+    # The warning names a report of what the test host was doing before it
+    # was ended: QEMU's threads, the emulated CPUs' registers, and on x86_64
+    # the kernel's backtraces after an NMI (the L1 kernel's own view).
+    report = Path(diagnosis(warned, "restarting the test host")).read_text()
+    assert "== QEMU threads on this machine" in report
+    assert re.search(r"qemu-system-\S*\s+[RSD]\s+\d", report), report[:2000]
+    assert re.search(r"^CPU#0$", report, re.M), report[:2000]
+    if host.arch == "x86_64":
+        assert re.search(r"NMI backtrace for cpu \d", report), report[-4000:]
     assert host.run("echo control-works") == (0, "control-works\n")
     s = host.spawn("echo console-$((6 * 7))")
     s.expect("console-42")
@@ -111,9 +131,16 @@ def test_a_test_host_boot_that_stalls_is_started_again(host, monkeypatch):
         starts.append(1)
         return real_argv() + (["-S"] if len(starts) == 1 else [])
     monkeypatch.setattr(host, "qemu_argv", argv)
-    with pytest.warns(UserWarning, match=r"did not boot \(attempt 1 of 2"):
-        host.boot(timeout=20)
+    # Only the held start gets a short deadline; the second start has the
+    # usual one, so a slow but healthy boot on a loaded machine still counts.
+    real_boot_once = host._boot_once
+    monkeypatch.setattr(host, "_boot_once",
+                        lambda timeout: real_boot_once(20 if len(starts) == 0 else timeout))
+    with pytest.warns(UserWarning, match=r"did not boot \(attempt 1 of 2") as warned:
+        host.boot()
     assert len(starts) == 2
+    # The stalled start's report: QEMU said its CPUs never ran.
+    assert "VM status: paused" in Path(diagnosis(warned, "did not boot")).read_text()
     assert host.run("echo control-works") == (0, "control-works\n")
 
 
