@@ -12,6 +12,7 @@
 #include "vmm/ctl/ctl.h"
 #include "vmm/log.h"
 #include "vmm/sandbox/seccomp.h"
+#include "vmm/startup.h"
 #include "vmm/vm.h"
 
 #define EXIT_USAGE 2
@@ -83,6 +84,7 @@ int main(int argc, char **argv)
     if (argc > 1 && !strcmp(argv[1], "ctl"))
         return ctl_main(argc - 1, argv + 1);
 
+    startup_mark(STARTUP_MAIN);
     tune_malloc();
     switch (cli_parse(argc, argv, &cfg, err, sizeof(err), stdout)) {
     case CLI_EXIT_OK:
@@ -105,6 +107,7 @@ int main(int argc, char **argv)
         vm_destroy(&vm);
         return usage_error ? EXIT_USAGE : 1;
     }
+    startup_mark(STARTUP_VM_BUILT);
 
     /* The API runs from here to just before vm_destroy: it reads the VM's
      * devices and event bus. */
@@ -113,6 +116,8 @@ int main(int argc, char **argv)
         vm_destroy(&vm);
         return 1;
     }
+    if (api)
+        startup_mark(STARTUP_API_LISTENING);
 
     /* Guest output leaves through a non-blocking stdout of its own. */
     struct console_output console_out;
