@@ -3,7 +3,10 @@
  * where the VMM runs, inside the test host too, which has no Python).
  *
  * usage: startprobe --socket PATH --proto http|qmp [--steps] [--timeout S]
- *                   -- COMMAND [ARG...]
+ *                   [--child-log FILE] -- COMMAND [ARG...]
+ *
+ * --child-log FILE: the VMM's stdout and stderr go to FILE, its stdin is
+ * /dev/null (else it inherits all three).
  *
  * Takes CLOCK_MONOTONIC, forks and execs COMMAND, then connects to PATH
  * every 100 us until the VMM answers: --proto http sends `GET /vm` and waits
@@ -23,6 +26,7 @@
  * status=S. Exit status 0 if it measured, 1 otherwise (message on stderr). */
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -202,13 +206,13 @@ static bool print_steps(const char *metrics, double t0_ms, bool print)
 static int usage(void)
 {
     fprintf(stderr, "usage: startprobe --socket PATH --proto http|qmp [--steps] [--timeout S] "
-                    "-- COMMAND [ARG...]\n");
+                    "[--child-log FILE] -- COMMAND [ARG...]\n");
     return 2;
 }
 
 int main(int argc, char **argv)
 {
-    const char *sock = NULL, *proto = NULL;
+    const char *sock = NULL, *proto = NULL, *child_log = NULL;
     bool steps = false;
     double timeout_ms = 60000;
     int i = 1;
@@ -222,6 +226,8 @@ int main(int argc, char **argv)
             proto = argv[++i];
         } else if (!strcmp(argv[i], "--timeout") && i + 1 < argc) {
             timeout_ms = atof(argv[++i]) * 1e3;
+        } else if (!strcmp(argv[i], "--child-log") && i + 1 < argc) {
+            child_log = argv[++i];
         } else if (!strcmp(argv[i], "--steps")) {
             steps = true;
         } else {
@@ -241,6 +247,16 @@ int main(int argc, char **argv)
         return 1;
     }
     if (pid == 0) {
+        if (child_log) {
+            int in = open("/dev/null", O_RDONLY);
+            int out = open(child_log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+            if (in < 0 || out < 0 || dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(out, 2) < 0) {
+                perror("startprobe: --child-log");
+                _exit(127);
+            }
+            close(in);
+            close(out);
+        }
         execvp(argv[i], argv + i);
         fprintf(stderr, "startprobe: exec %s: %s\n", argv[i], strerror(errno));
         _exit(127);
