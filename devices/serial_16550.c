@@ -1,6 +1,7 @@
 #include "devices/serial_16550.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
@@ -47,7 +48,12 @@
 
 int serial_16550_init(struct serial_16550 *s, struct irq_level *irq)
 {
-    memset(s, 0, sizeof(*s));
+    /* Everything but the 128 KiB output ring, which is only ever read where
+     * the guest wrote it (tx_head, tx_count): zeroing it would make all of
+     * it resident at once in a VMM whose guest may print a few KiB. */
+    memset(s, 0, offsetof(struct serial_16550, tx));
+    memset((uint8_t *)s + offsetof(struct serial_16550, tx) + sizeof(s->tx), 0,
+           sizeof(*s) - offsetof(struct serial_16550, tx) - sizeof(s->tx));
     s->notify_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (s->notify_fd < 0)
         return -errno;

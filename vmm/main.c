@@ -1,4 +1,5 @@
 /* minivmm: parse the command line, boot the VM, report why it ended. */
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,6 +12,7 @@
 #include "vmm/ctl/ctl.h"
 #include "vmm/log.h"
 #include "vmm/sandbox/seccomp.h"
+#include "vmm/startup.h"
 #include "vmm/vm.h"
 
 #define EXIT_USAGE 2
@@ -29,6 +31,20 @@ static void block_signals(void)
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     /* A closed console must not kill the VMM mid-write. */
     signal(SIGPIPE, SIG_IGN);
+}
+
+/* glibc's malloc, bounded for a long-lived process with a handful of
+ * threads that allocate little. One arena: without the bound every thread
+ * that allocates gets an arena of its own (each a 64 MiB reservation with
+ * its own free lists); measured, 5 of them held ~520 KiB of RSS after boot,
+ * one holds none of that. The hot paths (vCPU exits, virtio requests) do not
+ * allocate, so they never contend for it. A fixed mmap threshold: glibc
+ * otherwise raises it to the largest block freed so far (up to 32 MiB), and
+ * then a big temporary buffer lands in the heap and stays in RSS. */
+static void tune_malloc(void)
+{
+    mallopt(M_ARENA_MAX, 1);
+    mallopt(M_MMAP_THRESHOLD, 128 * 1024);
 }
 
 /* For the "shutdown" event. */
@@ -68,6 +84,8 @@ int main(int argc, char **argv)
     if (argc > 1 && !strcmp(argv[1], "ctl"))
         return ctl_main(argc - 1, argv + 1);
 
+    startup_mark(STARTUP_MAIN);
+    tune_malloc();
     switch (cli_parse(argc, argv, &cfg, err, sizeof(err), stdout)) {
     case CLI_EXIT_OK:
         return 0;
@@ -89,6 +107,7 @@ int main(int argc, char **argv)
         vm_destroy(&vm);
         return usage_error ? EXIT_USAGE : 1;
     }
+    startup_mark(STARTUP_VM_BUILT);
 
     /* The API runs from here to just before vm_destroy: it reads the VM's
      * devices and event bus. */
@@ -97,6 +116,8 @@ int main(int argc, char **argv)
         vm_destroy(&vm);
         return 1;
     }
+    if (api)
+        startup_mark(STARTUP_API_LISTENING);
 
     /* Guest output leaves through a non-blocking stdout of its own. */
     struct console_output console_out;

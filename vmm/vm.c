@@ -18,6 +18,7 @@
 #include "vmm/arch.h"
 #include "vmm/log.h"
 #include "vmm/sandbox/seccomp.h"
+#include "vmm/startup.h"
 #include "vmm/test_hooks.h"
 #include "vmm/vm_devices.h"
 
@@ -281,6 +282,8 @@ static void *vcpu_thread(void *arg)
         return NULL;
     }
 
+    if (vcpu->index == 0)
+        startup_mark(STARTUP_FIRST_KVM_RUN);
     vcpu_run_loop(vcpu);
     test_hook_vcpu_returning(vcpu->index);
     return NULL;

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "devices/virtio.h"
+#include "vmm/startup.h"
 #include "vmm/vm.h"
 #include "vmm/vm_devices.h"
 
@@ -236,6 +237,7 @@ void vmc_metrics(struct vm *vm, FILE *out)
     fprintf(out, "# HELP minivmm_vmm_uptime_seconds Time since minivmm started.\n"
                  "# TYPE minivmm_vmm_uptime_seconds gauge\nminivmm_vmm_uptime_seconds %.3f\n",
             info.vmm_uptime_s);
+    startup_metrics(out);
     fprintf(out, "# HELP minivmm_reboots_total Guest resets served.\n"
                  "# TYPE minivmm_reboots_total counter\nminivmm_reboots_total %llu\n",
             (unsigned long long)info.reboots);

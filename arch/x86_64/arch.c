@@ -200,7 +200,33 @@ int arch_devices_create(struct vm *vm)
     return x86_power_ports_register(&x->pio, vm);
 }
 
-static int read_kernel_file(const char *path, uint8_t **data, size_t *len)
+/* Reads len bytes at offset off of fd into dst (guest memory or a buffer):
+ * 0, or -ENOEXEC (logged) when the file is shorter or unreadable. */
+static int read_file_at(int fd, const char *option, const char *path, uint8_t *dst,
+                        uint64_t len, uint64_t off)
+{
+    uint64_t done = 0;
+    while (done < len) {
+        ssize_t n = pread(fd, dst + done, len - done, (off_t)(off + done));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            log_error("%s %s: read: %s", option, path, n < 0 ? strerror(errno) : "short file");
+            return -ENOEXEC;
+        }
+        done += (uint64_t)n;
+    }
+    return 0;
+}
+
+/* Opens the kernel and reads its head (boot sector and setup header) into
+ * head, which holds BZIMAGE_HEAD_SIZE bytes; its length in *file_len.
+ * Nothing else of the file is read here: the protected-mode kernel goes
+ * straight from the file into guest memory (load_payload), so no copy of the
+ * image stays in the VMM's heap (a malloc'd 14 MiB image was kept by glibc
+ * after free: it raised the mmap threshold). Returns the open fd or a
+ * negative errno (logged). */
+static int open_kernel(const char *path, uint8_t *head, uint64_t *file_len)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
@@ -213,25 +239,33 @@ static int read_kernel_file(const char *path, uint8_t **data, size_t *len)
         close(fd);
         return -ENOEXEC;
     }
-    *len = (size_t)st.st_size;
-    *data = malloc(*len ? *len : 1);
-    if (!*data) {
+    *file_len = (uint64_t)st.st_size;
+    memset(head, 0, BZIMAGE_HEAD_SIZE);
+    size_t want = *file_len < BZIMAGE_HEAD_SIZE ? (size_t)*file_len : BZIMAGE_HEAD_SIZE;
+    int rc = read_file_at(fd, "--kernel", path, head, want, 0);
+    if (rc) {
         close(fd);
-        return -ENOMEM;
+        return rc;
     }
-    size_t done = 0;
-    while (done < *len) {
-        ssize_t n = pread(fd, *data + done, *len - done, (off_t)done);
-        if (n <= 0) {
-            log_error("--kernel %s: read: %s", path, n < 0 ? strerror(errno) : "short file");
-            free(*data);
-            close(fd);
-            return -ENOEXEC;
-        }
-        done += (size_t)n;
+    return fd;
+}
+
+/* Opens and validates the kernel: the fd (or a negative errno, logged) with
+ * its parsed header in *k and its head in head. */
+static int open_bzimage(const char *path, uint8_t *head, struct bzimage_info *k)
+{
+    uint64_t file_len;
+    int fd = open_kernel(path, head, &file_len);
+    if (fd < 0)
+        return fd;
+    const char *why;
+    int rc = bzimage_parse(head, BZIMAGE_HEAD_SIZE, file_len, k, &why);
+    if (rc) {
+        log_error("--kernel %s: %s", path, why);
+        close(fd);
+        return rc;
     }
-    close(fd);
-    return 0;
+    return fd;
 }
 
 /* Reads the initrd straight into guest memory at the highest page-aligned
@@ -269,17 +303,10 @@ static int load_initrd(struct vm *vm, const struct bzimage_info *k, uint64_t *ad
         close(fd);
         return -EFAULT;
     }
-    uint64_t done = 0;
-    while (done < len) {
-        ssize_t n = pread(fd, dst + done, len - done, (off_t)done);
-        if (n <= 0) {
-            log_error("--initrd %s: read: %s", path, n < 0 ? strerror(errno) : "short file");
-            close(fd);
-            return -ENOEXEC;
-        }
-        done += (uint64_t)n;
-    }
+    int rc = read_file_at(fd, "--initrd", path, dst, len, 0);
     close(fd);
+    if (rc)
+        return rc;
     *addr = gpa;
     *size = len;
     return 0;
@@ -287,22 +314,15 @@ static int load_initrd(struct vm *vm, const struct bzimage_info *k, uint64_t *ad
 
 int arch_check_kernel(const struct vm_config *cfg)
 {
-    uint8_t *image;
-    size_t image_len;
+    uint8_t head[BZIMAGE_HEAD_SIZE];
     struct bzimage_info k;
-    const char *why;
     struct mem_range ram[ARCH_MAX_RAM_RANGES];
     unsigned n_ram;
 
-    int rc = read_kernel_file(cfg->kernel_path, &image, &image_len);
-    if (rc)
-        return rc;
-    rc = bzimage_parse(image, image_len, &k, &why);
-    free(image);
-    if (rc) {
-        log_error("--kernel %s: %s", cfg->kernel_path, why);
-        return rc;
-    }
+    int fd = open_bzimage(cfg->kernel_path, head, &k);
+    if (fd < 0)
+        return fd;
+    close(fd);
     arch_ram_layout(cfg->mem_size, ram, ARCH_MAX_RAM_RANGES, &n_ram);
     if (k.load_addr + k.init_size > ram[0].size) {
         log_error("--kernel %s: needs %llu MiB of memory to decompress; raise --mem",
@@ -325,44 +345,43 @@ int arch_load_kernel(struct vm *vm)
 {
     struct x86_vm *x = vm->arch;
     const char *path = vm->cfg->kernel_path;
-    uint8_t *image;
-    size_t image_len;
+    uint8_t head[BZIMAGE_HEAD_SIZE];
     struct bzimage_info k;
-    const char *why;
 
-    int rc = read_kernel_file(path, &image, &image_len);
+    int fd = open_bzimage(path, head, &k);
+    if (fd < 0)
+        return fd;
+    /* The file may have changed since arch_check_kernel: this parse is the
+     * one that counts, and the fit in RAM is checked again by
+     * guest_mem_ptr. */
+    uint8_t *dst = guest_mem_ptr(&vm->mem, k.load_addr, k.payload_size);
+    int rc = dst ? read_file_at(fd, "--kernel", path, dst, k.payload_size, k.setup_size)
+                 : -EFAULT;
+    close(fd);
     if (rc)
         return rc;
-    rc = bzimage_parse(image, image_len, &k, &why);
-    if (rc) {
-        log_error("--kernel %s: %s", path, why);
-        goto out;
-    }
-    rc = guest_mem_write(&vm->mem, k.load_addr, image + k.setup_size, k.payload_size);
-    if (rc)
-        goto out;
 
     const char *cmdline = vm->cfg->cmdline ? vm->cfg->cmdline : arch_default_cmdline();
     size_t cmdline_len = strlen(cmdline);
     rc = guest_mem_write(&vm->mem, X86_CMDLINE_ADDR, cmdline, cmdline_len + 1);
     if (rc)
-        goto out;
+        return rc;
 
     uint64_t initrd_addr = 0, initrd_size = 0;
     if (vm->cfg->initrd_path) {
         rc = load_initrd(vm, &k, &initrd_addr, &initrd_size);
         if (rc)
-            goto out;
+            return rc;
     }
 
     rc = x86_write_boot_tables(&vm->mem);
     if (rc)
-        goto out;
+        return rc;
 
     struct boot_params bp;
     struct x86_boot_info info = {
-        .kernel_header = image,
-        .kernel_header_len = image_len,
+        .kernel_header = head,
+        .kernel_header_len = sizeof(head),
         .cmdline_addr = X86_CMDLINE_ADDR,
         .cmdline_len = (uint32_t)cmdline_len,
         .initrd_addr = initrd_addr,
@@ -375,12 +394,10 @@ int arch_load_kernel(struct vm *vm)
     if (rc) {
         log_error("--kernel %s: cannot build boot parameters: %s", path, strerror(-rc));
         rc = -ENOEXEC;
-        goto out;
+        return rc;
     }
     rc = guest_mem_write(&vm->mem, X86_ZERO_PAGE_ADDR, &bp, sizeof(bp));
     x->entry = k.entry64;
-out:
-    free(image);
     return rc;
 }
 

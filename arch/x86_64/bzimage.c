@@ -9,12 +9,18 @@
 static uint16_t le16(const uint8_t *p) { return (uint16_t)(p[0] | p[1] << 8); }
 static uint32_t le32(const uint8_t *p) { return (uint32_t)le16(p) | (uint32_t)le16(p + 2) << 16; }
 
-int bzimage_parse(const uint8_t *image, size_t len, struct bzimage_info *info, const char **why)
+int bzimage_parse(const uint8_t *head, size_t head_len, uint64_t file_len,
+                  struct bzimage_info *info, const char **why)
 {
+    const uint8_t *image = head;
     memset(info, 0, sizeof(*info));
-    if (len < 0x1000) {
+    if (file_len < BZIMAGE_HEAD_SIZE) {
         *why = "file too small to be a bzImage";
         return -ENOEXEC;
+    }
+    if (head_len < BZIMAGE_HEAD_SIZE) {
+        *why = "internal error: less of the file read than its header";
+        return -EINVAL;
     }
     if (le16(image + 0x1fe) != 0xaa55 || memcmp(image + 0x202, "HdrS", 4) != 0) {
         *why = "not a Linux bzImage (no boot sector signature or HdrS header)";
@@ -38,11 +44,11 @@ int bzimage_parse(const uint8_t *image, size_t len, struct bzimage_info *info, c
     }
     unsigned setup_sects = image[0x1f1] ? image[0x1f1] : 4;
     info->setup_size = (size_t)(setup_sects + 1) * 512;
-    if (info->setup_size >= len) {
+    if (info->setup_size >= file_len) {
         *why = "setup sectors extend past the end of the file";
         return -ENOEXEC;
     }
-    info->payload_size = len - info->setup_size;
+    info->payload_size = (size_t)(file_len - info->setup_size);
 
     int relocatable = image[0x234];
     uint64_t pref_address = (uint64_t)le32(image + 0x258) | (uint64_t)le32(image + 0x25c) << 32;

@@ -18,8 +18,16 @@ struct bzimage_info {
     int can_load_initrd_above_4g;
 };
 
-/* Validates a bzImage held in memory. Returns 0, or -ENOEXEC with *why set to
- * a static explanation. */
-int bzimage_parse(const uint8_t *image, size_t len, struct bzimage_info *info, const char **why);
+/* How much of the file's start bzimage_parse needs: the boot sector and the
+ * setup header (which ends before 0x302). The loader reads only this much
+ * into its own memory; the protected-mode kernel goes straight into guest
+ * memory. */
+#define BZIMAGE_HEAD_SIZE 0x1000
+
+/* Validates a bzImage from its first head_len bytes (at least
+ * min(file_len, BZIMAGE_HEAD_SIZE)) and the file's length. Returns 0, or
+ * -ENOEXEC with *why set to a static explanation. */
+int bzimage_parse(const uint8_t *head, size_t head_len, uint64_t file_len,
+                  struct bzimage_info *info, const char **why);
 
 #endif

@@ -366,6 +366,25 @@ def test_metrics_are_prometheus_text_with_per_device_series(vmm):
     patch(vmm, "node0", {"requested_size": 0})
 
 
+def test_metrics_have_the_startup_steps_on_the_callers_clock(vmm):
+    """minivmm_startup_{monotonic,cpu}_seconds: when the VMM reached each
+    startup step, on CLOCK_MONOTONIC (Python's time.monotonic here), in
+    order, and the process CPU time then (bench/boot --startup uses them)."""
+    r = curl(vmm.sock, "GET", "/metrics")
+    types, samples = parse_prometheus(r.body.decode())
+    now = time.monotonic()
+    mono = {ls["step"]: v for n, ls, v in samples if n == "minivmm_startup_monotonic_seconds"}
+    cpu = {ls["step"]: v for n, ls, v in samples if n == "minivmm_startup_cpu_seconds"}
+    steps = ["main", "vm_built", "api_listening", "first_kvm_run"]
+    assert sorted(mono) == sorted(steps) and sorted(cpu) == sorted(steps), (mono, cpu)
+    assert types["minivmm_startup_monotonic_seconds"] == "gauge"
+    # The fixture started this VMM within the module's run, on this clock.
+    assert now - 600 < mono["main"] <= mono["vm_built"] <= mono["api_listening"] < now
+    assert mono["vm_built"] <= mono["first_kvm_run"] < now
+    assert 0 < cpu["main"] <= cpu["vm_built"] <= cpu["api_listening"]
+    assert cpu["vm_built"] <= cpu["first_kvm_run"]
+
+
 def test_socket_mode_is_0600(vmm):
     import os
     import stat

@@ -163,7 +163,8 @@ static int build(const struct arm64_fdt_desc *d, uint8_t *blob, size_t *used)
 static char *slurp(const char *dir, const char *name, size_t *len)
 {
     char path[4096];
-    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    if (snprintf(path, sizeof(path), "%s/%s", dir, name) >= (int)sizeof(path))
+        return false;   /* a truncated path would name another file */
     FILE *f = fopen(path, "rb");
     if (!f)
         return NULL;
@@ -191,7 +192,8 @@ static char *slurp(const char *dir, const char *name, size_t *len)
 static bool spill(const char *dir, const char *name, const void *data, size_t len)
 {
     char path[4096];
-    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    if (snprintf(path, sizeof(path), "%s/%s", dir, name) >= (int)sizeof(path))
+        return false;   /* a truncated path would name another file */
     FILE *f = fopen(path, "wb");
     if (!f)
         return false;

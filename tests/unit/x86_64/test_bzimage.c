@@ -28,7 +28,7 @@ TEST(parses_a_valid_image)
     uint8_t *k = make_image(0x10000);
     struct bzimage_info info;
     const char *why = NULL;
-    CHECK_EQ(bzimage_parse(k, 0x10000, &info, &why), 0);
+    CHECK_EQ(bzimage_parse(k, BZIMAGE_HEAD_SIZE, 0x10000, &info, &why), 0);
     CHECK_EQ(info.setup_size, 4 * 512);
     CHECK_EQ(info.payload_size, 0x10000 - 4 * 512);
     CHECK_EQ(info.load_addr, X86_KERNEL_LOAD_ADDR);
@@ -46,7 +46,7 @@ TEST(zero_setup_sects_means_four)
     k[0x1f1] = 0;
     struct bzimage_info info;
     const char *why;
-    CHECK_EQ(bzimage_parse(k, 0x10000, &info, &why), 0);
+    CHECK_EQ(bzimage_parse(k, BZIMAGE_HEAD_SIZE, 0x10000, &info, &why), 0);
     CHECK_EQ(info.setup_size, 5 * 512);
     free(k);
 }
@@ -58,7 +58,7 @@ TEST(non_relocatable_loads_at_pref_address)
     k[0x25a] = 0x00; k[0x25b] = 0x01;      /* pref_address 0x1000000 */
     struct bzimage_info info;
     const char *why;
-    CHECK_EQ(bzimage_parse(k, 0x10000, &info, &why), 0);
+    CHECK_EQ(bzimage_parse(k, BZIMAGE_HEAD_SIZE, 0x10000, &info, &why), 0);
     CHECK_EQ(info.load_addr, 0x1000000);
     CHECK_EQ(info.entry64, 0x1000200);
     free(k);
@@ -68,7 +68,8 @@ static void expect_reject(uint8_t *k, size_t len, const char *fragment)
 {
     struct bzimage_info info;
     const char *why = NULL;
-    CHECK_EQ(bzimage_parse(k, len, &info, &why), -ENOEXEC);
+    CHECK_EQ(bzimage_parse(k, len < BZIMAGE_HEAD_SIZE ? len : BZIMAGE_HEAD_SIZE, len, &info, &why),
+             -ENOEXEC);
     CHECK_STR_CONTAINS(why, fragment);
 }
 
@@ -117,7 +118,20 @@ TEST(init_size_never_below_payload)
     k[0x260] = 0x10; k[0x261] = 0; k[0x262] = 0;
     struct bzimage_info info;
     const char *why;
-    CHECK_EQ(bzimage_parse(k, 0x100000, &info, &why), 0);
+    CHECK_EQ(bzimage_parse(k, BZIMAGE_HEAD_SIZE, 0x100000, &info, &why), 0);
     CHECK_EQ(info.init_size, info.payload_size);
+    free(k);
+}
+
+/* The loader reads only the head of the file: the payload size comes from
+ * the file's length, however large, not from the bytes read. */
+TEST(parses_from_the_head_alone)
+{
+    uint8_t *k = make_image(BZIMAGE_HEAD_SIZE);
+    struct bzimage_info info;
+    const char *why;
+    CHECK_EQ(bzimage_parse(k, BZIMAGE_HEAD_SIZE, 14ULL << 20, &info, &why), 0);
+    CHECK_EQ(info.payload_size, (14u << 20) - 4 * 512);
+    CHECK_EQ(info.init_size, (14u << 20) - 4 * 512);   /* init_size 4 MiB < payload */
     free(k);
 }
