@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <linux/falloc.h>
 #include <linux/kvm.h>
+#include <linux/userfaultfd.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "vmm/anon_mem.h"
 #include "vmm/bitmap.h"
 #include "vmm/hugepages.h"
 #include "vmm/log.h"
@@ -54,30 +56,85 @@ static int set_slot(const struct hotplug_mem *hm, uint32_t s, bool on)
     return 0;
 }
 
-/* Hands [offset, offset + len) back to the host: punching a hole frees the
- * memfd's pages and unmaps them from every mapping, KVM's included (the MMU
- * notifier zaps its stage-2 entries). MADV_DONTNEED would only drop this
- * mapping's view of a shared page and free nothing. */
+/* Hands [offset, offset + len) back to the host. Anonymous memory:
+ * MADV_DONTNEED frees the pages (whole huge pages when the range holds
+ * them whole, which the block size guarantees with THP). A memfd: punching
+ * a hole frees its pages; MADV_DONTNEED would only drop this mapping's view
+ * of a shared page and free nothing. Either way the pages are unmapped
+ * from every mapping, KVM's included (its MMU notifier zaps the stage-2
+ * entries). */
 static int discard(const struct hotplug_mem *hm, uint64_t offset, uint64_t len)
 {
-    if (fallocate(hm->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)offset,
-                  (off_t)len) == 0)
-        return 0;
-    int err = errno;
-    if (err == EOPNOTSUPP || err == ENOSYS) {
-        if (madvise(hm->hva + offset, len, MADV_REMOVE) == 0)
+    int err;
+    if (hm->memfd < 0) {
+        err = -anon_mem_discard(hm->hva + offset, len);
+        if (!err)
+            return 0;
+    } else {
+        if (fallocate(hm->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)offset,
+                      (off_t)len) == 0)
             return 0;
         err = errno;
+        if (err == EOPNOTSUPP || err == ENOSYS) {
+            if (madvise(hm->hva + offset, len, MADV_REMOVE) == 0)
+                return 0;
+            err = errno;
+        }
     }
     log_error("%s: discarding %llu MiB at offset 0x%llx: %s", hm->name, mib(len),
               (unsigned long long)offset, strerror(err));
     return -err;
 }
 
-/* Allocates every page of [offset, offset + len) now, through the file and
- * not the mapping: the guard watches the mapping, and a host without the
- * memory says so here as an error (a plug answered BUSY) instead of a
- * SIGBUS or an OOM kill in a vCPU later. In chunks of POPULATE_CHUNK, so
+static int uffd_range(int uffd, unsigned long request, uint8_t *p, uint64_t len)
+{
+    struct uffdio_range range = {.start = (uint64_t)(uintptr_t)p, .len = len};
+    if (request == UFFDIO_UNREGISTER)
+        return ioctl(uffd, UFFDIO_UNREGISTER, &range);
+    struct uffdio_register reg = {.range = range, .mode = UFFDIO_REGISTER_MODE_MISSING};
+    return ioctl(uffd, UFFDIO_REGISTER, &reg);
+}
+
+/* Backs [offset, offset + len) of anonymous memory through the mapping
+ * (MADV_POPULATE_WRITE), which makes transparent huge pages where the
+ * range holds them whole. The guard's userfaultfd would stop that populate
+ * at the first missing page and could only fill it with base pages, so the
+ * range leaves its watch meanwhile: unregistering splits the mapping's VMA
+ * and registering again merges it back. The caller makes sure nothing can
+ * be plugged or unplugged there meanwhile (the range is being plugged, or
+ * backing_lock is held), and a fault there in the window is the guest
+ * touching memory it is being given; faults in flight when the range is
+ * registered again finish first (registering takes the mm's write lock). */
+static int populate_anon(const struct hotplug_mem *hm, uint64_t offset, uint64_t len)
+{
+    uint8_t *p = hm->hva + offset;
+    if (hm->uffd >= 0 && uffd_range(hm->uffd, UFFDIO_UNREGISTER, p, len) < 0) {
+        int err = errno;
+        log_error("%s: taking %llu MiB at offset 0x%llx out of the guard's watch to back "
+                  "it: %s", hm->name, mib(len), (unsigned long long)offset, strerror(err));
+        return err == ENOMEM ? -ENOMEM : -err;
+    }
+    int rc = anon_mem_populate(p, len);
+    if (hm->uffd >= 0 && uffd_range(hm->uffd, UFFDIO_REGISTER, p, len) < 0) {
+        int err = errno;
+        /* Unwatched, a later touch after an unplug could be backed: the
+         * range goes and becomes inaccessible, so such a touch stops the VM
+         * (KVM_RUN fails) instead of allocating. */
+        anon_mem_discard(p, len);
+        int prot = mprotect(p, len, PROT_NONE);
+        log_error("%s: the guard cannot watch %llu MiB at offset 0x%llx again: %s; %s",
+                  hm->name, mib(len), (unsigned long long)offset, strerror(err),
+                  prot == 0 ? "the range is inaccessible from now on"
+                            : "and it cannot be made inaccessible either");
+        return -EIO;
+    }
+    return rc;
+}
+
+/* Allocates every page of [offset, offset + len) now (a memfd through the
+ * file, not the mapping the guard watches; anonymous memory as
+ * populate_anon says), so a host without the memory says so here as an
+ * error (a plug answered BUSY) instead of a SIGBUS in a vCPU later. In chunks of POPULATE_CHUNK, so
  * that a non-zero *cancel (may be NULL) stops it within one chunk
  * (-ECANCELED; the caller discards what was populated). */
 static int populate(const struct hotplug_mem *hm, uint64_t offset, uint64_t len,
@@ -89,14 +146,19 @@ static int populate(const struct hotplug_mem *hm, uint64_t offset, uint64_t len,
             return -ECANCELED;
         uint64_t n = len - done < chunk ? len - done : chunk;
         int rc;
-        do
-            rc = fallocate(hm->memfd, 0, (off_t)(offset + done), (off_t)n);
-        while (rc < 0 && errno == EINTR);
+        if (hm->memfd < 0) {
+            rc = populate_anon(hm, offset + done, n);
+        } else {
+            do
+                rc = fallocate(hm->memfd, 0, (off_t)(offset + done), (off_t)n);
+            while (rc < 0 && errno == EINTR);
+            if (rc < 0)
+                rc = errno == ENOMEM || errno == ENOSPC ? -ENOMEM : -errno;
+        }
         if (rc < 0) {
-            int err = errno;
             log_warn("%s: backing %llu MiB at offset 0x%llx: %s", hm->name, mib(n),
-                     (unsigned long long)(offset + done), strerror(err));
-            return err == ENOMEM || err == ENOSPC ? -ENOMEM : -err;
+                     (unsigned long long)(offset + done), strerror(-rc));
+            return rc;
         }
         done += n;
     }
@@ -105,11 +167,13 @@ static int populate(const struct hotplug_mem *hm, uint64_t offset, uint64_t len,
 
 int hotplug_mem_init(struct hotplug_mem *hm, int vm_fd, const char *name, uint64_t gpa,
                      uint64_t size, uint64_t slot_size, uint64_t block_size,
-                     uint32_t first_slot, uint64_t page_size, bool prealloc)
+                     uint32_t first_slot, const struct mem_backing *backing, bool prealloc)
 {
+    uint64_t page_size = hugepages_size(backing);
     memset(hm, 0, sizeof(*hm));
     hm->vm_fd = vm_fd;
     hm->memfd = -1;
+    hm->uffd = -1;
     hm->gpa = gpa;
     hm->size = size;
     hm->slot_size = slot_size;
@@ -158,6 +222,29 @@ int hotplug_mem_init(struct hotplug_mem *hm, int vm_fd, const char *name, uint64
 
     pthread_mutex_init(&hm->backing_lock, NULL);
     hm->backing_lock_ready = true;
+
+    /* Anonymous memory unless hugetlbfs pages are asked for, or unless
+     * blocks are backed when plugged and this kernel cannot populate
+     * anonymous memory with an error instead of a SIGBUS (before Linux
+     * 5.14): then a shmem memfd, populated with fallocate, as before. */
+    bool anon = !page_size && (!prealloc || anon_mem_can_populate());
+    if (anon) {
+        uint64_t thp_size = anon_mem_thp_size();
+        hm->thp = (!backing || backing->kind == MEM_BACKING_THP) && thp_size &&
+                  block_size >= thp_size;
+        char why[200];
+        hm->hva = anon_mem_map(size, hm->thp, why, sizeof(why));
+        if (!hm->hva) {
+            int err = errno;
+            log_error("%s: %s", hm->name, why);
+            hotplug_mem_destroy(hm);
+            return -err;
+        }
+        return 0;
+    }
+    if (!page_size)
+        log_info("%s: this kernel has no MADV_POPULATE_WRITE (Linux 5.14): backing the region "
+                 "with a shmem memfd of base pages", hm->name);
 
     /* Sealing lets nobody (not even a bug here) shrink the file under the
      * mapping, which would turn guest accesses into SIGBUS. */
@@ -379,6 +466,8 @@ bool hotplug_mem_is_plugged(struct hotplug_mem *hm, uint64_t offset)
 
 uint64_t hotplug_mem_resident(const struct hotplug_mem *hm)
 {
+    if (hm->memfd < 0)
+        return hm->hva ? anon_mem_resident(hm->hva, hm->size) : 0;
     struct stat st;
     if (hm->memfd < 0 || fstat(hm->memfd, &st) < 0)
         return 0;
@@ -414,6 +503,7 @@ void hotplug_mem_destroy(struct hotplug_mem *hm)
     hm->backing_lock_ready = false;
     hm->hva = NULL;
     hm->memfd = -1;
+    hm->uffd = -1;
     hm->slot_plugged = NULL;
     hm->block_plugged = NULL;
     hm->slots_registered = 0;
