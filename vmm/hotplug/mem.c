@@ -29,6 +29,9 @@
  * page): about 10-30 ms of zeroing on current hosts, so a plug of 65535
  * blocks notices a cancel (a reset, teardown) within that. */
 #define POPULATE_CHUNK (64ULL << 20)
+/* What one MADV_POPULATE_WRITE call populates: 2 MiB (one huge page) is
+ * ~0.1-1 ms of zeroing, so the mm's lock is never held longer than that. */
+#define POPULATE_STEP (2ULL << 20)
 /* KVM's slot field carries the address space in its upper 16 bits. */
 #define KVM_SLOT_ID_LIMIT 0x10000ULL
 
@@ -114,7 +117,15 @@ static int populate_anon(const struct hotplug_mem *hm, uint64_t offset, uint64_t
                   "it: %s", hm->name, mib(len), (unsigned long long)offset, strerror(err));
         return err == ENOMEM ? -ENOMEM : -err;
     }
-    int rc = anon_mem_populate(p, len);
+    /* MADV_POPULATE_WRITE holds the mm's lock (read) for its whole range,
+     * and any mmap or munmap of the process (a thread's stack, a large
+     * malloc) waits for it, and with it every later page fault of a vCPU:
+     * so the range is populated in short steps, each releasing the lock. */
+    int rc = 0;
+    for (uint64_t done = 0; done < len && !rc; done += POPULATE_STEP) {
+        uint64_t n = len - done < POPULATE_STEP ? len - done : POPULATE_STEP;
+        rc = anon_mem_populate(p + done, n);
+    }
     if (hm->uffd >= 0 && uffd_range(hm->uffd, UFFDIO_REGISTER, p, len) < 0) {
         int err = errno;
         /* Unwatched, a later touch after an unplug could be backed: the
