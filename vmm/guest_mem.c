@@ -57,7 +57,9 @@ static int map_anonymous(struct guest_mem *gm, uint64_t total, bool thp)
     return 0;
 }
 
-static int map_hugetlb(struct guest_mem *gm, uint64_t total, uint64_t page_size)
+/* A memfd: hugetlbfs pages (page_size), or shmem (0) advised MADV_HUGEPAGE,
+ * which gets huge pages where the host's shmem_enabled allows them. */
+static int map_memfd(struct guest_mem *gm, uint64_t total, uint64_t page_size)
 {
     char why[200];
     int fd = hugepages_memfd("minivmm-ram", page_size, 0, why, sizeof(why));
@@ -72,21 +74,30 @@ static int map_hugetlb(struct guest_mem *gm, uint64_t total, uint64_t page_size)
         close(fd);
         return -err;
     }
-    /* The mapping reserves every page (no MAP_NORESERVE), so a pool too
-     * small fails here rather than as a SIGBUS in a vCPU or the loader. */
-    void *map = mmap(NULL, total, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    /* Huge pages: the mapping reserves every page (no MAP_NORESERVE), so a
+     * pool too small fails here rather than as a SIGBUS in a vCPU or the
+     * loader. shmem: pages are committed as the guest touches them. */
+    int flags = MAP_SHARED | (page_size ? 0 : MAP_NORESERVE);
+    void *map = mmap(NULL, total, PROT_READ | PROT_WRITE, flags, fd, 0);
     if (map == MAP_FAILED) {
         int err = errno;
         char a[32];
-        log_error("guest RAM: reserving %llu huge pages of %s: %s (the pool has %lld free; "
-                  "see /proc/sys/vm/nr_hugepages or /sys/kernel/mm/hugepages)",
-                  (unsigned long long)(total / page_size), size_format(page_size, a, sizeof(a)),
-                  strerror(err), hugepages_free(page_size));
+        if (page_size)
+            log_error("guest RAM: reserving %llu huge pages of %s: %s (the pool has %lld free; "
+                      "see /proc/sys/vm/nr_hugepages or /sys/kernel/mm/hugepages)",
+                      (unsigned long long)(total / page_size),
+                      size_format(page_size, a, sizeof(a)), strerror(err),
+                      hugepages_free(page_size));
+        else
+            log_error("mmap %llu bytes of guest RAM: %s", (unsigned long long)total,
+                      strerror(err));
         close(fd);
         return -err;
     }
     /* Guest RAM never belongs in a core dump of the VMM. */
     madvise(map, total, MADV_DONTDUMP);
+    if (!page_size)
+        madvise(map, total, MADV_HUGEPAGE);     /* EINVAL without THP: base pages */
 
     gm->page_size = page_size;
     gm->memfd = fd;
@@ -110,8 +121,10 @@ int guest_mem_add_ram(struct guest_mem *gm, const struct mem_range *ranges, unsi
             return -EINVAL;
         total += ranges[i].size;
     }
-    int rc = page_size ? map_hugetlb(gm, total, page_size)
-                       : map_anonymous(gm, total, !backing || backing->kind == MEM_BACKING_THP);
+    enum mem_backing_kind kind = backing ? backing->kind : MEM_BACKING_THP;
+    int rc = page_size || kind == MEM_BACKING_SHMEM
+                 ? map_memfd(gm, total, page_size)
+                 : map_anonymous(gm, total, kind == MEM_BACKING_THP);
     if (rc < 0)
         return rc;
 

@@ -26,8 +26,8 @@ struct guest_mem_region {
 
 struct guest_mem {
     int vm_fd;                  /* -1: no KVM (unit tests); memslots are skipped */
-    int memfd;                  /* boot RAM with hugetlbfs pages; -1: anonymous memory */
-    uint64_t page_size;         /* 0: anonymous memory; else the hugetlbfs page size */
+    int memfd;                  /* boot RAM as a memfd (hugetlbfs, shmem); -1: anonymous */
+    uint64_t page_size;         /* the hugetlbfs page size, else 0 */
     uint8_t *map;               /* whole boot RAM mapping */
     uint64_t map_size;
     struct guest_mem_region regions[GUEST_MEM_MAX_REGIONS];
@@ -40,7 +40,8 @@ void guest_mem_init(struct guest_mem *gm, int vm_fd);
 /* Maps memory of the ranges' total size as one piece and registers each
  * range as a memslot. Called once, before any vCPU runs. backing NULL or
  * thp/off: anonymous memory committed as the guest touches it, with
- * transparent huge pages (thp) or base pages (off); hugetlbfs pages
+ * transparent huge pages (thp) or base pages (off); shmem: a memfd (huge
+ * pages where the host's shmem_enabled allows); hugetlbfs pages
  * (every range a multiple of them) are all reserved from the host's pool
  * now, so that a short pool is an error here and never a fault later. */
 int guest_mem_add_ram(struct guest_mem *gm, const struct mem_range *ranges, unsigned n,

@@ -27,7 +27,7 @@ int hugepages_parse(const char *text, size_t len, struct mem_backing *out, const
 {
     char buf[32];
     if (len >= sizeof(buf)) {
-        *why = "expected thp, off or a huge page size such as 2M or 1G";
+        *why = "expected thp, off, shmem or a huge page size such as 2M or 1G";
         return -EINVAL;
     }
     memcpy(buf, text, len);
@@ -40,9 +40,13 @@ int hugepages_parse(const char *text, size_t len, struct mem_backing *out, const
         *out = (struct mem_backing){.kind = MEM_BACKING_BASE};
         return 0;
     }
+    if (!strcmp(buf, "shmem")) {
+        *out = (struct mem_backing){.kind = MEM_BACKING_SHMEM};
+        return 0;
+    }
     uint64_t size;
     if (size_parse(buf, &size, why) != 0) {
-        *why = "expected thp, off or a huge page size such as 2M or 1G";
+        *why = "expected thp, off, shmem or a huge page size such as 2M or 1G";
         return -EINVAL;
     }
     if (hugepages_check(size, why) != 0)

@@ -17,6 +17,14 @@ enum mem_backing_kind {
     MEM_BACKING_THP = 0,
     /* hugepages=off: the same memory advised MADV_NOHUGEPAGE. */
     MEM_BACKING_BASE,
+    /* hugepages=shmem (virtio-mem's default): a memfd of base pages, advised
+     * MADV_HUGEPAGE, so shmem's huge pages where the host's
+     * transparent_hugepage/shmem_enabled allows them (advise, within_size or
+     * always; Debian: never). A plug backs blocks through the file
+     * (fallocate), which never holds the mm's lock and uses whatever pages
+     * are free, where populating anonymous huge pages was measured 80 times
+     * slower in a nested test host (docs/performance.md). */
+    MEM_BACKING_SHMEM,
     /* hugepages=SIZE: hugetlbfs pages of page_size from the host's pool. */
     MEM_BACKING_HUGETLB,
 };
@@ -26,7 +34,7 @@ struct mem_backing {
     uint64_t page_size;         /* MEM_BACKING_HUGETLB only */
 };
 
-/* Parses a hugepages= value of len bytes: "thp", "off" or a huge page size
+/* Parses a hugepages= value of len bytes: "thp", "off", "shmem" or a huge page size
  * (hugepages_check). Returns 0, or -EINVAL with a static reason in *why. */
 int hugepages_parse(const char *text, size_t len, struct mem_backing *out, const char **why);
 

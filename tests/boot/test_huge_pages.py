@@ -1,9 +1,11 @@
-"""Guest memory on huge pages by default (hugepages=thp): after a Linux
-guest boots, its boot RAM and the blocks it plugged are backed by the host's
-transparent huge pages, as /proc/PID/smaps of the minivmm process shows,
-wherever the host's THP is enabled (Debian's default: always), with no
-host setting beyond that; hugepages=off gives base pages. KVM maps guest
-memory with huge stage-2 pages only where the host does."""
+"""Guest memory on huge pages: after a Linux guest boots, its boot RAM
+(hugepages=thp, the default) is backed by the host's transparent huge pages,
+as /proc/PID/smaps of the minivmm process shows, wherever the host's THP is
+enabled (Debian's default: always), with no host setting beyond that; so are
+the blocks of a region with hugepages=thp (a region's default, shmem, is
+huge only where shmem_enabled allows: Debian's is never). hugepages=off
+gives base pages. KVM maps guest memory with huge stage-2 pages only where
+the host does."""
 import shlex
 
 import pytest
@@ -40,9 +42,9 @@ def guest_memory(host, pid, size):
     return found[0]
 
 
-def boot(host, minivmm, backing):
-    extra = ["--virtio-mem", f"node0:8G,requested=1G{backing and ',hugepages=' + backing}"]
-    mem = f"1G{backing and ',hugepages=' + backing}"
+def boot(host, minivmm, ram_backing, region_backing):
+    extra = ["--virtio-mem", f"node0:8G,requested=1G,hugepages={region_backing}"]
+    mem = f"1G{ram_backing and ',hugepages=' + ram_backing}"
     cmd = minivmm_cmd(host, minivmm, "6.1", cpus=1, mem=mem, extra=extra)
     s = host.spawn("sh -c " + shlex.quote(f"echo VMMPID=$$; exec {cmd}"))
     pid = int(s.expect(r"VMMPID=(\d+)\r?\n", timeout=60).group(1))
@@ -57,7 +59,7 @@ def test_guest_memory_is_on_huge_pages_by_default(host, minivmm):
     thp = host.check("cat /sys/kernel/mm/transparent_hugepage/enabled").strip()
     if "[never]" in thp:
         pytest.skip(f"the test host's THP is off: {thp}")
-    s, pid = boot(host, minivmm, "")
+    s, pid = boot(host, minivmm, "", "thp")
     ram = guest_memory(host, pid, 1 << 30)
     region = guest_memory(host, pid, 8 << 30)
     print(f"THP {thp}; boot RAM: Rss {ram.get('Rss', 0) // MIB} MiB, huge "
@@ -67,8 +69,8 @@ def test_guest_memory_is_on_huge_pages_by_default(host, minivmm):
     # guest's kernel and page allocator work in 2 MiB frames).
     assert huge_bytes(ram) >= 32 * MIB, ram
     assert huge_bytes(ram) >= ram.get("Rss", 0) // 2, ram
-    # The plugged gigabyte was backed at plug time (the guard) with huge
-    # pages, and the host holds no more than what is plugged.
+    # hugepages=thp: the plugged gigabyte was backed at plug time (the
+    # guard) with huge pages, and the host holds no more than is plugged.
     assert huge_bytes(region) >= 1000 * MIB, region
     assert region.get("Rss", 0) <= 1 << 30, region
     s.sendline("poweroff -f")
@@ -76,7 +78,7 @@ def test_guest_memory_is_on_huge_pages_by_default(host, minivmm):
 
 
 def test_hugepages_off_gives_base_pages(host, minivmm):
-    s, pid = boot(host, minivmm, "off")
+    s, pid = boot(host, minivmm, "off", "off")
     ram = guest_memory(host, pid, 1 << 30)
     region = guest_memory(host, pid, 8 << 30)
     assert huge_bytes(ram) == 0 and ram.get("Rss", 0) >= 32 * MIB, ram

@@ -155,14 +155,15 @@ def test_blocked_access_is_counted_in_the_metrics(minivmm, hostile_kernel, tmp_p
 
 
 def test_plugged_block_is_backed_by_a_huge_page(minivmm, hostile_kernel, tmp_path):
-    """The default backing (hugepages=thp): the guarded plug backs its 2 MiB
-    block with one transparent huge page where the host's THP is enabled,
-    and the bound still holds: exactly the plugged block, nothing else."""
+    """hugepages=thp: the guarded plug backs its 2 MiB block with one
+    transparent huge page where the host's THP is enabled, and the bound
+    still holds: exactly the plugged block, nothing else."""
     if not thp_enabled():
         pytest.skip("transparent huge pages are off on this host")
     sock_path = str(tmp_path / "api.sock")
     p = subprocess.Popen([minivmm, "--kernel", hostile_kernel, "--cmdline", "X0r",
-                          "--mem", "64M", "--virtio-mem", "m0:4G,block=2M,requested=4G",
+                          "--mem", "64M",
+                          "--virtio-mem", "m0:4G,block=2M,requested=4G,hugepages=thp",
                           "--api-sock", sock_path],
                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:

@@ -112,7 +112,13 @@ TEST(huge_pages)
                    "--virtio-mem", "a:4G,hugepages=2M", "--virtio-mem", "b:4G,hugepages=1G",
                    "--virtio-mem", "c:4G,block=1G,hugepages=2M", "--virtio-mem", "d:4G",
                    "--virtio-mem", "e:4G,hugepages=off", "--virtio-mem", "f:4G,hugepages=thp",
-                   NULL),
+                   "--mem", "1G,hugepages=shmem", NULL),
+             CLI_ERROR);     /* --mem twice */
+    CHECK_EQ(parse(&cfg, err, sizeof(err), "--kernel", existing_file(), "--mem", "2G,hugepages=1G",
+                   "--virtio-mem", "a:4G,hugepages=2M", "--virtio-mem", "b:4G,hugepages=1G",
+                   "--virtio-mem", "c:4G,block=1G,hugepages=2M", "--virtio-mem", "d:4G",
+                   "--virtio-mem", "e:4G,hugepages=off", "--virtio-mem", "f:4G,hugepages=thp",
+                   "--virtio-mem", "g:4G,hugepages=shmem", NULL),
              CLI_RUN);
     CHECK_EQ(cfg.mem_size, 2ULL << 30);
     CHECK_EQ(cfg.mem_backing.kind, MEM_BACKING_HUGETLB);
@@ -123,14 +129,19 @@ TEST(huge_pages)
     CHECK_EQ(cfg.virtio_mem[1].backing.page_size, 1ULL << 30);
     CHECK_EQ(cfg.virtio_mem[1].block_size, 1ULL << 30);   /* raised to hold whole pages */
     CHECK_EQ(cfg.virtio_mem[2].block_size, 1ULL << 30);
-    /* Transparent huge pages unless asked otherwise. */
-    CHECK_EQ(cfg.virtio_mem[3].backing.kind, MEM_BACKING_THP);
+    /* A region is a shmem memfd unless asked otherwise (boot RAM: thp). */
+    CHECK_EQ(cfg.virtio_mem[3].backing.kind, MEM_BACKING_SHMEM);
     CHECK_EQ(cfg.virtio_mem[4].backing.kind, MEM_BACKING_BASE);
     CHECK_EQ(cfg.virtio_mem[4].block_size, 2ULL << 20);
     CHECK_EQ(cfg.virtio_mem[5].backing.kind, MEM_BACKING_THP);
+    CHECK_EQ(cfg.virtio_mem[6].backing.kind, MEM_BACKING_SHMEM);
     CHECK_EQ(parse(&cfg, err, sizeof(err), "--kernel", existing_file(), "--mem", "64M", NULL),
              CLI_RUN);
     CHECK_EQ(cfg.mem_backing.kind, MEM_BACKING_THP);
+    CHECK_EQ(parse(&cfg, err, sizeof(err), "--kernel", existing_file(), "--mem",
+                   "64M,hugepages=shmem", NULL),
+             CLI_RUN);
+    CHECK_EQ(cfg.mem_backing.kind, MEM_BACKING_SHMEM);
     CHECK_EQ(parse(&cfg, err, sizeof(err), "--kernel", existing_file(), "--mem",
                    "33M,hugepages=off", NULL),
              CLI_RUN);
@@ -150,9 +161,9 @@ TEST(huge_pages)
     EXPECT_ERROR("--mem hugepages=4K: a huge page size is a power of two from 64K", "--kernel", k,
                  "--mem", "1G,hugepages=4K");
     EXPECT_ERROR("--mem hugepages=: ", "--kernel", k, "--mem", "1G,hugepages=");
-    EXPECT_ERROR("--mem hugepages=on: expected thp, off or a huge page size", "--kernel", k,
+    EXPECT_ERROR("--mem hugepages=on: expected thp, off, shmem or a huge page size", "--kernel", k,
                  "--mem", "1G,hugepages=on");
-    EXPECT_ERROR("--mem '1G,huge=2M': expected SIZE[,hugepages=thp|off|SIZE]", "--kernel", k, "--mem",
+    EXPECT_ERROR("--mem '1G,huge=2M': expected SIZE[,hugepages=thp|off|shmem|SIZE]", "--kernel", k, "--mem",
                  "1G,huge=2M");
     EXPECT_ERROR("--virtio-mem m: block=2M: smaller than the huge page size 1G", "--kernel", k,
                  "--virtio-mem", "m:4G,block=2M,hugepages=1G");

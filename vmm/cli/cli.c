@@ -26,16 +26,18 @@ static const char usage_format[] =
     "  --kernel PATH     guest kernel (%s)\n"
     "  --initrd PATH     initial ramdisk\n"
     "  --cmdline STR     kernel command line (default: \"%s\")\n"
-    "  --mem SIZE[,hugepages=thp|off|2M|1G]\n"
+    "  --mem SIZE[,hugepages=thp|off|shmem|2M|1G]\n"
     "                    boot RAM, with K/M/G/T suffix (default 512M, 32M..1T,\n"
-    "                    a multiple of 1M). hugepages=thp (default): transparent\n"
-    "                    huge pages where the host's THP is enabled (always or\n"
-    "                    madvise in /sys/kernel/mm/transparent_hugepage/enabled;\n"
-    "                    base pages where it is never); off: base pages only;\n"
-    "                    2M|1G: the host's hugetlbfs pool, reserved at start\n"
+    "                    a multiple of 1M). hugepages=thp (default): anonymous\n"
+    "                    memory on transparent huge pages where the host's THP\n"
+    "                    is on (/sys/kernel/mm/transparent_hugepage/enabled\n"
+    "                    always or madvise; base pages where never); off: base\n"
+    "                    pages only; shmem: a memfd, huge where the host's\n"
+    "                    transparent_hugepage/shmem_enabled allows; 2M|1G: the\n"
+    "                    host's hugetlbfs pool, reserved at start\n"
     "  --cpus N          number of vCPUs (default 1, at most %u)\n"
     "  --virtio-mem ID:SIZE[,node=N][,block=SIZE][,requested=SIZE][,prealloc=on|off]\n"
-    "               [,guard=on|off][,hugepages=thp|off|2M|1G]\n"
+    "               [,guard=on|off][,hugepages=shmem|thp|off|2M|1G]\n"
     "                    a virtio-mem device owning SIZE of hotpluggable memory\n"
     "                    above boot RAM (repeatable, up to 8). An ID 'nodeN' puts\n"
     "                    it on NUMA node N. block: plug granularity (default 2M);\n"
@@ -45,9 +47,10 @@ static const char usage_format[] =
     "                    plugged blocks, each when plugged (as prealloc=on), and\n"
     "                    stops a guest touching unplugged ones (needs a\n"
     "                    userfaultfd; guard=off: lazy, unenforced);\n"
-    "                    hugepages: as for --mem, default thp (huge pages\n"
-    "                    for blocks of 2M or more); a hugetlbfs page size\n"
-    "                    needs block >= page (docs/virtio-mem.md)\n"
+    "                    hugepages: as for --mem, but default shmem (plugs\n"
+    "                    populate faster); shmem and thp give huge pages\n"
+    "                    only to blocks of 2M or more; 2M|1G need block >=\n"
+    "                    page (docs/virtio-mem.md)\n"
     "  --on-reboot restart|exit\n"
     "                    a guest reboot resets the VM and boots it again (restart,\n"
     "                    the default; virtio-mem memory is unplugged and plugged\n"
@@ -96,7 +99,7 @@ static enum cli_result parse_mem(const char *text, struct vm_config *cfg, char *
     if (comma) {
         const char *opt = comma + 1;
         if (strncmp(opt, "hugepages=", 10) != 0)
-            return fail(err, err_len, "--mem '%s': expected SIZE[,hugepages=thp|off|SIZE]",
+            return fail(err, err_len, "--mem '%s': expected SIZE[,hugepages=thp|off|shmem|SIZE]",
                         text);
         if (hugepages_parse(opt + 10, strlen(opt + 10), &cfg->mem_backing, &why) != 0)
             return fail(err, err_len, "--mem %s: %s", opt, why);

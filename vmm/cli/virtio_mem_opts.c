@@ -66,12 +66,13 @@ int virtio_mem_opts_parse(const char *text, struct virtio_mem_opts *o, char *err
 {
     /* The guard is on unless turned off: the host's bound on its memory must
      * not depend on the guest's manners (docs/virtio-mem.md). */
-    *o = (struct virtio_mem_opts){.block_size = CONFIG_VIRTIO_MEM_DEFAULT_BLOCK, .guard = true};
+    *o = (struct virtio_mem_opts){.block_size = CONFIG_VIRTIO_MEM_DEFAULT_BLOCK, .guard = true,
+                                  .backing = {.kind = MEM_BACKING_SHMEM}};
 
     const char *colon = strchr(text, ':');
     if (!colon)
         return fail(err, errlen, "'%s': expected ID:SIZE[,node=N][,block=SIZE][,requested=SIZE]"
-                    "[,prealloc=on|off][,guard=on|off][,hugepages=thp|off|SIZE]", text);
+                    "[,prealloc=on|off][,guard=on|off][,hugepages=shmem|thp|off|SIZE]", text);
     size_t id_len = (size_t)(colon - text);
     if (id_len == 0)
         return fail(err, errlen, "'%s': empty device ID", text);

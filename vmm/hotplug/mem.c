@@ -234,15 +234,17 @@ int hotplug_mem_init(struct hotplug_mem *hm, int vm_fd, const char *name, uint64
     pthread_mutex_init(&hm->backing_lock, NULL);
     hm->backing_lock_ready = true;
 
-    /* Anonymous memory unless hugetlbfs pages are asked for, or unless
-     * blocks are backed when plugged and this kernel cannot populate
-     * anonymous memory with an error instead of a SIGBUS (before Linux
-     * 5.14): then a shmem memfd, populated with fallocate, as before. */
-    bool anon = !page_size && (!prealloc || anon_mem_can_populate());
+    /* Anonymous memory for thp and off, unless blocks are backed when
+     * plugged and this kernel cannot populate anonymous memory with an
+     * error instead of a SIGBUS (before Linux 5.14): then, as for shmem, a
+     * memfd of base pages populated with fallocate. */
+    enum mem_backing_kind kind = backing ? backing->kind : MEM_BACKING_THP;
+    uint64_t thp_size = anon_mem_thp_size();
+    bool huge_blocks = thp_size && block_size >= thp_size;
+    bool anon = (kind == MEM_BACKING_THP || kind == MEM_BACKING_BASE) &&
+                (!prealloc || anon_mem_can_populate());
     if (anon) {
-        uint64_t thp_size = anon_mem_thp_size();
-        hm->thp = (!backing || backing->kind == MEM_BACKING_THP) && thp_size &&
-                  block_size >= thp_size;
+        hm->thp = kind == MEM_BACKING_THP && huge_blocks;
         char why[200];
         hm->hva = anon_mem_map(size, hm->thp, why, sizeof(why));
         if (!hm->hva) {
@@ -253,7 +255,7 @@ int hotplug_mem_init(struct hotplug_mem *hm, int vm_fd, const char *name, uint64
         }
         return 0;
     }
-    if (!page_size)
+    if (!page_size && kind != MEM_BACKING_SHMEM)
         log_info("%s: this kernel has no MADV_POPULATE_WRITE (Linux 5.14): backing the region "
                  "with a shmem memfd of base pages", hm->name);
 
@@ -290,6 +292,14 @@ int hotplug_mem_init(struct hotplug_mem *hm, int vm_fd, const char *name, uint64
     /* Guest memory never belongs in a core dump of the VMM. */
     if (madvise(map, size, MADV_DONTDUMP) < 0)
         log_warn("%s: MADV_DONTDUMP: %s", hm->name, strerror(errno));
+    /* shmem: huge pages where shmem_enabled allows them (advise, within_size,
+     * always), and only when blocks hold them whole. EINVAL: no THP here. */
+    if (kind == MEM_BACKING_SHMEM && huge_blocks) {
+        if (madvise(map, size, MADV_HUGEPAGE) == 0)
+            hm->thp = true;
+        else if (errno != EINVAL)
+            log_warn("%s: MADV_HUGEPAGE: %s", hm->name, strerror(errno));
+    }
     return 0;
 
 fail:

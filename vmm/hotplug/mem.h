@@ -1,7 +1,6 @@
 /* A hotpluggable guest memory region (what one virtio-mem device owns): its
- * own anonymous memory (transparent huge pages by default, vmm/anon_mem.h)
- * or memfd (hugetlbfs pages; shmem where the kernel cannot populate
- * anonymous memory), mapped MAP_NORESERVE so an unplugged terabyte costs
+ * own memfd (shmem by default, or hugetlbfs pages) or anonymous memory
+ * (hugepages=thp|off, vmm/anon_mem.h), mapped MAP_NORESERVE so an unplugged terabyte costs
  * the host nothing; KVM memslots of slot_size registered when the first byte
  * in them is plugged and removed when the last is unplugged; unplugged ranges
  * (and a removed slot whole) handed back to the host (MADV_DONTNEED, or
@@ -30,7 +29,7 @@
 struct hotplug_mem {
     int vm_fd;                  /* -1: no KVM (unit tests); memslots skipped */
     int memfd;                  /* -1: anonymous memory */
-    bool thp;                   /* anonymous memory advised MADV_HUGEPAGE */
+    bool thp;                   /* advised MADV_HUGEPAGE (anonymous memory or shmem) */
     /* The guard's userfaultfd once it watches the region, else -1: anonymous
      * memory is populated through the mapping, which must leave the
      * guard's watch meanwhile (populate_anon). */
@@ -64,8 +63,10 @@ struct hotplug_mem {
  * backing NULL or thp: anonymous memory with transparent huge pages when
  * blocks hold whole ones (else base pages: a block smaller than a huge page
  * could not give its memory back alone); off: anonymous, base pages;
- * hugetlbfs: a memfd (sealed against resizing) of those pages, of which
- * none is reserved: a block takes them from the pool when plugged
+ * shmem: a memfd of base pages, advised MADV_HUGEPAGE under the same rule
+ * (huge where the host's shmem_enabled allows); hugetlbfs: a memfd of
+ * those pages. A memfd is sealed against resizing; of hugetlbfs pages none
+ * is reserved: a block takes them from the pool when plugged
  * (prealloc) or first touched. Returns 0 or a negative errno (logged). */
 int hotplug_mem_init(struct hotplug_mem *hm, int vm_fd, const char *name, uint64_t gpa,
                      uint64_t size, uint64_t slot_size, uint64_t block_size,
