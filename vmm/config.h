@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "vmm/hugepages.h"
 #include "vmm/sandbox/seccomp.h"
 
 #define CONFIG_MIN_MEM      (32ULL << 20)
@@ -27,7 +28,7 @@ struct virtio_mem_opts {
     uint64_t block_size;
     uint64_t requested;            /* plugged at boot by the guest */
     unsigned node;
-    uint64_t page_size;            /* hugepages=: 0 for the host's base pages */
+    struct mem_backing backing;    /* hugepages=: thp (default), off or a hugetlbfs size */
     bool prealloc;
     bool guard;                    /* userfaultfd guard: host memory <= plugged (default on) */
 };
@@ -37,7 +38,7 @@ struct vm_config {
     const char *initrd_path;       /* NULL: no initrd */
     const char *cmdline;           /* NULL: arch default */
     uint64_t mem_size;
-    uint64_t mem_page_size;        /* --mem ...,hugepages=: 0 for the host's base pages */
+    struct mem_backing mem_backing; /* --mem ...,hugepages=: thp (default), off or a size */
     unsigned ncpus;
     bool verbose;
     bool exit_on_reboot;           /* --on-reboot exit */

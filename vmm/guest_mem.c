@@ -7,6 +7,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "vmm/anon_mem.h"
 #include "vmm/hugepages.h"
 #include "vmm/log.h"
 #include "vmm/size_parse.h"
@@ -37,21 +38,29 @@ static int register_slot(struct guest_mem *gm, struct guest_mem_region *r)
     return 0;
 }
 
-int guest_mem_add_ram(struct guest_mem *gm, const struct mem_range *ranges, unsigned n,
-                      uint64_t page_size)
+/* Anonymous boot RAM: nothing else maps it and a reset builds it anew, so
+ * it needs no file, and it gets transparent huge pages without a host
+ * setting for shared memory (vmm/anon_mem.h). */
+static int map_anonymous(struct guest_mem *gm, uint64_t total, bool thp)
 {
-    uint64_t total = 0;
-    uint64_t align = page_size ? page_size : 0x1000;
-
-    if (gm->memfd >= 0 || n == 0 || n > GUEST_MEM_MAX_REGIONS || (align & (align - 1)))
-        return -EINVAL;
-    for (unsigned i = 0; i < n; i++) {
-        if (ranges[i].size == 0 || (ranges[i].gpa | ranges[i].size) & (align - 1) ||
-            ranges[i].gpa + ranges[i].size < ranges[i].gpa)
-            return -EINVAL;
-        total += ranges[i].size;
+    char why[200];
+    void *map = anon_mem_map(total, thp, why, sizeof(why));
+    if (!map) {
+        int err = errno;
+        log_error("guest RAM: %s", why);
+        return -err;
     }
+    gm->page_size = 0;
+    gm->memfd = -1;
+    gm->map = map;
+    gm->map_size = total;
+    return 0;
+}
 
+/* A memfd: hugetlbfs pages (page_size), or shmem (0) advised MADV_HUGEPAGE,
+ * which gets huge pages where the host's shmem_enabled allows them. */
+static int map_memfd(struct guest_mem *gm, uint64_t total, uint64_t page_size)
+{
     char why[200];
     int fd = hugepages_memfd("minivmm-ram", page_size, 0, why, sizeof(why));
     if (fd < 0) {
@@ -65,34 +74,59 @@ int guest_mem_add_ram(struct guest_mem *gm, const struct mem_range *ranges, unsi
         close(fd);
         return -err;
     }
-    /* Base pages: MAP_NORESERVE, the host commits pages only as the guest
-     * touches them. Huge pages: the mapping reserves them all, so a pool too
-     * small fails here rather than as a SIGBUS in a vCPU or the loader. */
+    /* Huge pages: the mapping reserves every page (no MAP_NORESERVE), so a
+     * pool too small fails here rather than as a SIGBUS in a vCPU or the
+     * loader. shmem: pages are committed as the guest touches them. */
     int flags = MAP_SHARED | (page_size ? 0 : MAP_NORESERVE);
     void *map = mmap(NULL, total, PROT_READ | PROT_WRITE, flags, fd, 0);
     if (map == MAP_FAILED) {
         int err = errno;
-        if (page_size) {
-            char a[32];
+        char a[32];
+        if (page_size)
             log_error("guest RAM: reserving %llu huge pages of %s: %s (the pool has %lld free; "
                       "see /proc/sys/vm/nr_hugepages or /sys/kernel/mm/hugepages)",
                       (unsigned long long)(total / page_size),
                       size_format(page_size, a, sizeof(a)), strerror(err),
                       hugepages_free(page_size));
-        } else {
+        else
             log_error("mmap %llu bytes of guest RAM: %s", (unsigned long long)total,
                       strerror(err));
-        }
         close(fd);
         return -err;
     }
     /* Guest RAM never belongs in a core dump of the VMM. */
     madvise(map, total, MADV_DONTDUMP);
+    if (!page_size)
+        madvise(map, total, MADV_HUGEPAGE);     /* EINVAL without THP: base pages */
 
     gm->page_size = page_size;
     gm->memfd = fd;
     gm->map = map;
     gm->map_size = total;
+    return 0;
+}
+
+int guest_mem_add_ram(struct guest_mem *gm, const struct mem_range *ranges, unsigned n,
+                      const struct mem_backing *backing)
+{
+    uint64_t total = 0;
+    uint64_t page_size = hugepages_size(backing);
+    uint64_t align = page_size ? page_size : 0x1000;
+
+    if (gm->map || n == 0 || n > GUEST_MEM_MAX_REGIONS || (align & (align - 1)))
+        return -EINVAL;
+    for (unsigned i = 0; i < n; i++) {
+        if (ranges[i].size == 0 || (ranges[i].gpa | ranges[i].size) & (align - 1) ||
+            ranges[i].gpa + ranges[i].size < ranges[i].gpa || total + ranges[i].size < total)
+            return -EINVAL;
+        total += ranges[i].size;
+    }
+    enum mem_backing_kind kind = backing ? backing->kind : MEM_BACKING_THP;
+    int rc = page_size || kind == MEM_BACKING_SHMEM
+                 ? map_memfd(gm, total, page_size)
+                 : map_anonymous(gm, total, kind == MEM_BACKING_THP);
+    if (rc < 0)
+        return rc;
 
     uint64_t offset = 0;
     for (unsigned i = 0; i < n; i++) {
@@ -102,7 +136,7 @@ int guest_mem_add_ram(struct guest_mem *gm, const struct mem_range *ranges, unsi
         r->hva = gm->map + offset;
         r->slot = gm->next_slot++;
         offset += ranges[i].size;
-        int rc = register_slot(gm, r);
+        rc = register_slot(gm, r);
         if (rc < 0)
             return rc;
         gm->n_regions++;

@@ -1,5 +1,5 @@
-/* Guest physical memory: memfd-backed RAM mapped MAP_SHARED into the VMM and
- * registered as KVM memslots, plus the one checked door through which every
+/* Guest physical memory: boot RAM (anonymous memory, or a hugetlbfs memfd
+ * with hugepages=SIZE) mapped into the VMM and registered as KVM memslots, plus the one checked door through which every
  * device and loader reaches guest memory. */
 #ifndef MINIVMM_GUEST_MEM_H
 #define MINIVMM_GUEST_MEM_H
@@ -7,6 +7,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include "vmm/hugepages.h"
 
 #define GUEST_MEM_MAX_REGIONS 16
 
@@ -24,8 +26,8 @@ struct guest_mem_region {
 
 struct guest_mem {
     int vm_fd;                  /* -1: no KVM (unit tests); memslots are skipped */
-    int memfd;                  /* boot RAM */
-    uint64_t page_size;         /* 0: the host's base pages; else its huge pages */
+    int memfd;                  /* boot RAM as a memfd (hugetlbfs, shmem); -1: anonymous */
+    uint64_t page_size;         /* the hugetlbfs page size, else 0 */
     uint8_t *map;               /* whole boot RAM mapping */
     uint64_t map_size;
     struct guest_mem_region regions[GUEST_MEM_MAX_REGIONS];
@@ -35,13 +37,15 @@ struct guest_mem {
 
 void guest_mem_init(struct guest_mem *gm, int vm_fd);
 
-/* Creates one memfd of the ranges' total size, maps it and registers each
- * range as a memslot. Called once, before any vCPU runs. page_size 0: base
- * pages, committed as the guest touches them; else huge pages of that size
- * (every range a multiple of it), all reserved from the host's pool now so
- * that a short pool is an error here and never a fault later. */
+/* Maps memory of the ranges' total size as one piece and registers each
+ * range as a memslot. Called once, before any vCPU runs. backing NULL or
+ * thp/off: anonymous memory committed as the guest touches it, with
+ * transparent huge pages (thp) or base pages (off); shmem: a memfd (huge
+ * pages where the host's shmem_enabled allows); hugetlbfs pages
+ * (every range a multiple of them) are all reserved from the host's pool
+ * now, so that a short pool is an error here and never a fault later. */
 int guest_mem_add_ram(struct guest_mem *gm, const struct mem_range *ranges, unsigned n,
-                      uint64_t page_size);
+                      const struct mem_backing *backing);
 
 /* Host pointer for [gpa, gpa + len) if the whole range lies in one region;
  * NULL otherwise (including len == 0 past the end and gpa + len overflow). */

@@ -23,6 +23,43 @@ int hugepages_check(uint64_t page_size, const char **why)
     return 0;
 }
 
+int hugepages_parse(const char *text, size_t len, struct mem_backing *out, const char **why)
+{
+    char buf[32];
+    if (len >= sizeof(buf)) {
+        *why = "expected thp, off, shmem or a huge page size such as 2M or 1G";
+        return -EINVAL;
+    }
+    memcpy(buf, text, len);
+    buf[len] = '\0';
+    if (!strcmp(buf, "thp")) {
+        *out = (struct mem_backing){.kind = MEM_BACKING_THP};
+        return 0;
+    }
+    if (!strcmp(buf, "off")) {
+        *out = (struct mem_backing){.kind = MEM_BACKING_BASE};
+        return 0;
+    }
+    if (!strcmp(buf, "shmem")) {
+        *out = (struct mem_backing){.kind = MEM_BACKING_SHMEM};
+        return 0;
+    }
+    uint64_t size;
+    if (size_parse(buf, &size, why) != 0) {
+        *why = "expected thp, off, shmem or a huge page size such as 2M or 1G";
+        return -EINVAL;
+    }
+    if (hugepages_check(size, why) != 0)
+        return -EINVAL;
+    *out = (struct mem_backing){.kind = MEM_BACKING_HUGETLB, .page_size = size};
+    return 0;
+}
+
+uint64_t hugepages_size(const struct mem_backing *b)
+{
+    return b && b->kind == MEM_BACKING_HUGETLB ? b->page_size : 0;
+}
+
 static void pool_dir(uint64_t page_size, char *buf, size_t len)
 {
     snprintf(buf, len, "/sys/kernel/mm/hugepages/hugepages-%llukB",

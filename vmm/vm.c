@@ -144,7 +144,7 @@ static int vm_build(struct vm *vm, bool *usage_error)
     if (rc < 0)
         return rc;
     vm->mem.vm_fd = vm->vm_fd;
-    rc = guest_mem_add_ram(&vm->mem, ranges, n_ranges, cfg->mem_page_size);
+    rc = guest_mem_add_ram(&vm->mem, ranges, n_ranges, &cfg->mem_backing);
     if (rc < 0)
         return rc;
 

@@ -234,7 +234,7 @@ int vm_devices_create(struct vm *vm)
          * guard could not tell from the guest touching unplugged memory. */
         rc = hotplug_mem_init(&v->mem, vm->vm_fd, o->id, place[i].gpa, place[i].size,
                               place[i].slot_size, o->block_size, place[i].first_slot,
-                              o->page_size, o->prealloc || o->guard);
+                              &o->backing, o->prealloc || o->guard);
         if (rc)
             return rc;
         v->mem_ready = true;

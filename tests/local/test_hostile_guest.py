@@ -2,7 +2,7 @@
 /dev/kvm: hostile_guest.c drives the device itself, plugs one block per
 1 GiB slot in turn (requested is the whole region, so only what is plugged
 bounds it), and then reads or writes the unplugged blocks beside the one it
-holds. The region's memfd must never hold more than the plugged bytes, and
+holds. The region must never hold more host memory than the plugged bytes, and
 the first such access must stop the VM (status 1) with a line naming the
 device, the address and the rule, a guest_error event, and a count in
 blocked_accesses, without the access being served."""
@@ -31,8 +31,31 @@ def hostile_kernel(tmp_path_factory):
                            source="hostile_guest.c")
 
 
-def memfd_allocated(pid):
-    """Bytes the region's memfd holds now (its st_blocks), via /proc."""
+REGION = 4 << 30
+
+
+def region_smaps(pid, size=REGION):
+    """{field: bytes} summed over the process's mappings of exactly `size`
+    bytes (the region: minivmm maps it whole, anonymous memory or a memfd),
+    read from /proc/PID/smaps, so independent of what minivmm reports."""
+    fields, found, inside = {}, False, False
+    with open(f"/proc/{pid}/smaps") as f:
+        for line in f:
+            head = line.split()
+            if "-" in head[0] and len(head) >= 5 and ":" not in head[0]:
+                lo, hi = (int(x, 16) for x in head[0].split("-"))
+                inside = hi - lo == size
+                found |= inside
+            elif inside and len(head) == 3 and head[2] == "kB":
+                fields[head[0].rstrip(":")] = fields.get(head[0].rstrip(":"), 0) + int(head[1]) * 1024
+    assert found, f"no mapping of {size} bytes in /proc/{pid}/smaps"
+    return fields
+
+
+def region_host_bytes(pid):
+    """Host memory behind the region: a memfd's allocated blocks (st_blocks,
+    mapped or not) if minivmm backs it with one, else the Rss of its
+    anonymous mapping."""
     total, found = 0, False
     for fd in os.listdir(f"/proc/{pid}/fd"):
         try:
@@ -41,8 +64,15 @@ def memfd_allocated(pid):
                 found = True
         except OSError:
             continue
-    assert found, "no hotplug memfd found in /proc/PID/fd"
-    return total
+    return total if found else region_smaps(pid)["Rss"]
+
+
+def thp_enabled():
+    try:
+        with open("/sys/kernel/mm/transparent_hugepage/enabled") as f:
+            return "[never]" not in f.read()
+    except OSError:
+        return False
 
 
 def read_until(stream, marker, timeout=30):
@@ -71,7 +101,7 @@ def test_hostile_guest_cannot_make_the_host_back_unplugged_blocks(
         for s in range(slot):
             assert f"HOSTILE-CYCLE {s}".encode() in out, out
         # One block plugged (and written), the earlier slots' blocks unplugged.
-        held = memfd_allocated(p.pid)
+        held = region_host_bytes(p.pid)
         dev = request(sock_path, "GET", "/virtio-mem/m0").json()
         assert dev["plugged_size"] == BLOCK, dev
         assert dev["host_backed_bound"] == BLOCK, dev
@@ -114,6 +144,37 @@ def test_blocked_access_is_counted_in_the_metrics(minivmm, hostile_kernel, tmp_p
         metrics = request(sock_path, "GET", "/metrics").body.decode()
         assert 'minivmm_virtio_mem_blocked_accesses_total{id="m0",node="0"} 0' in metrics
         assert 'minivmm_virtio_mem_host_backed_bound_bytes{id="m0",node="0"} 2097152' in metrics
+        p.stdin.write(b"x")
+        p.stdin.flush()
+        p.communicate(timeout=30)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert p.returncode == 1
+
+
+def test_plugged_block_is_backed_by_a_huge_page(minivmm, hostile_kernel, tmp_path):
+    """hugepages=thp: the guarded plug backs its 2 MiB block with one
+    transparent huge page where the host's THP is enabled, and the bound
+    still holds: exactly the plugged block, nothing else."""
+    if not thp_enabled():
+        pytest.skip("transparent huge pages are off on this host")
+    sock_path = str(tmp_path / "api.sock")
+    p = subprocess.Popen([minivmm, "--kernel", hostile_kernel, "--cmdline", "X0r",
+                          "--mem", "64M",
+                          "--virtio-mem", "m0:4G,block=2M,requested=4G,hugepages=thp",
+                          "--api-sock", sock_path],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        read_until(p.stdout, b"HOSTILE-READY")
+        sm = region_smaps(p.pid)
+        huge = sm.get("AnonHugePages", 0) + sm.get("ShmemPmdMapped", 0)
+        dev = request(sock_path, "GET", "/virtio-mem/m0").json()
+        assert dev["plugged_size"] == BLOCK, dev
+        assert huge == BLOCK, sm
+        assert region_host_bytes(p.pid) == BLOCK, sm
+        assert dev["host_backed_bytes"] == BLOCK, dev
         p.stdin.write(b"x")
         p.stdin.flush()
         p.communicate(timeout=30)

@@ -110,19 +110,46 @@ TEST(huge_pages)
     char err[512];
     CHECK_EQ(parse(&cfg, err, sizeof(err), "--kernel", existing_file(), "--mem", "2G,hugepages=1G",
                    "--virtio-mem", "a:4G,hugepages=2M", "--virtio-mem", "b:4G,hugepages=1G",
-                   "--virtio-mem", "c:4G,block=1G,hugepages=2M", "--virtio-mem", "d:4G", NULL),
+                   "--virtio-mem", "c:4G,block=1G,hugepages=2M", "--virtio-mem", "d:4G",
+                   "--virtio-mem", "e:4G,hugepages=off", "--virtio-mem", "f:4G,hugepages=thp",
+                   "--mem", "1G,hugepages=shmem", NULL),
+             CLI_ERROR);     /* --mem twice */
+    CHECK_EQ(parse(&cfg, err, sizeof(err), "--kernel", existing_file(), "--mem", "2G,hugepages=1G",
+                   "--virtio-mem", "a:4G,hugepages=2M", "--virtio-mem", "b:4G,hugepages=1G",
+                   "--virtio-mem", "c:4G,block=1G,hugepages=2M", "--virtio-mem", "d:4G",
+                   "--virtio-mem", "e:4G,hugepages=off", "--virtio-mem", "f:4G,hugepages=thp",
+                   "--virtio-mem", "g:4G,hugepages=shmem", NULL),
              CLI_RUN);
     CHECK_EQ(cfg.mem_size, 2ULL << 30);
-    CHECK_EQ(cfg.mem_page_size, 1ULL << 30);
-    CHECK_EQ(cfg.virtio_mem[0].page_size, 2ULL << 20);
+    CHECK_EQ(cfg.mem_backing.kind, MEM_BACKING_HUGETLB);
+    CHECK_EQ(cfg.mem_backing.page_size, 1ULL << 30);
+    CHECK_EQ(cfg.virtio_mem[0].backing.kind, MEM_BACKING_HUGETLB);
+    CHECK_EQ(cfg.virtio_mem[0].backing.page_size, 2ULL << 20);
     CHECK_EQ(cfg.virtio_mem[0].block_size, 2ULL << 20);
-    CHECK_EQ(cfg.virtio_mem[1].page_size, 1ULL << 30);
+    CHECK_EQ(cfg.virtio_mem[1].backing.page_size, 1ULL << 30);
     CHECK_EQ(cfg.virtio_mem[1].block_size, 1ULL << 30);   /* raised to hold whole pages */
     CHECK_EQ(cfg.virtio_mem[2].block_size, 1ULL << 30);
-    CHECK_EQ(cfg.virtio_mem[3].page_size, 0);              /* base pages unless asked */
+    /* A region is a shmem memfd unless asked otherwise (boot RAM: thp). */
+    CHECK_EQ(cfg.virtio_mem[3].backing.kind, MEM_BACKING_SHMEM);
+    CHECK_EQ(cfg.virtio_mem[4].backing.kind, MEM_BACKING_BASE);
+    CHECK_EQ(cfg.virtio_mem[4].block_size, 2ULL << 20);
+    CHECK_EQ(cfg.virtio_mem[5].backing.kind, MEM_BACKING_THP);
+    CHECK_EQ(cfg.virtio_mem[6].backing.kind, MEM_BACKING_SHMEM);
     CHECK_EQ(parse(&cfg, err, sizeof(err), "--kernel", existing_file(), "--mem", "64M", NULL),
              CLI_RUN);
-    CHECK_EQ(cfg.mem_page_size, 0);
+    CHECK_EQ(cfg.mem_backing.kind, MEM_BACKING_THP);
+    CHECK_EQ(parse(&cfg, err, sizeof(err), "--kernel", existing_file(), "--mem",
+                   "64M,hugepages=shmem", NULL),
+             CLI_RUN);
+    CHECK_EQ(cfg.mem_backing.kind, MEM_BACKING_SHMEM);
+    CHECK_EQ(parse(&cfg, err, sizeof(err), "--kernel", existing_file(), "--mem",
+                   "33M,hugepages=off", NULL),
+             CLI_RUN);
+    CHECK_EQ(cfg.mem_backing.kind, MEM_BACKING_BASE);
+    CHECK_EQ(parse(&cfg, err, sizeof(err), "--kernel", existing_file(), "--mem",
+                   "64M,hugepages=thp", NULL),
+             CLI_RUN);
+    CHECK_EQ(cfg.mem_backing.kind, MEM_BACKING_THP);
 
     const char *k = existing_file();
     EXPECT_ERROR("--mem 1536M: must be a multiple of the huge page size 1G", "--kernel", k, "--mem",
@@ -134,7 +161,9 @@ TEST(huge_pages)
     EXPECT_ERROR("--mem hugepages=4K: a huge page size is a power of two from 64K", "--kernel", k,
                  "--mem", "1G,hugepages=4K");
     EXPECT_ERROR("--mem hugepages=: ", "--kernel", k, "--mem", "1G,hugepages=");
-    EXPECT_ERROR("--mem '1G,huge=2M': expected SIZE[,hugepages=SIZE]", "--kernel", k, "--mem",
+    EXPECT_ERROR("--mem hugepages=on: expected thp, off, shmem or a huge page size", "--kernel", k,
+                 "--mem", "1G,hugepages=on");
+    EXPECT_ERROR("--mem '1G,huge=2M': expected SIZE[,hugepages=thp|off|shmem|SIZE]", "--kernel", k, "--mem",
                  "1G,huge=2M");
     EXPECT_ERROR("--virtio-mem m: block=2M: smaller than the huge page size 1G", "--kernel", k,
                  "--virtio-mem", "m:4G,block=2M,hugepages=1G");

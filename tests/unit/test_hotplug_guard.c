@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "unit.h"
+#include "vmm/anon_mem.h"
 #include "vmm/hotplug/guard.h"
 #include "vmm/hotplug/mem.h"
 
@@ -162,7 +163,8 @@ TEST(removing_a_slot_discards_all_of_it)
     /* Without a guard (nothing stops the stray write), what reached the slot
      * outside the unplugged block still goes when the slot empties. */
     struct hotplug_mem hm;
-    CHECK_EQ(hotplug_mem_init(&hm, -1, "g", GPA, REGION, SLOT, BLOCK, 0, 0, false), 0);
+    struct mem_backing base = {.kind = MEM_BACKING_BASE};   /* so one touch is one page */
+    CHECK_EQ(hotplug_mem_init(&hm, -1, "g", GPA, REGION, SLOT, BLOCK, 0, &base, false), 0);
     CHECK_EQ(hotplug_mem_plug(&hm, SLOT, BLOCK), 0);
     hm.hva[SLOT + 20 * BLOCK] = 1;                      /* an unplugged block's page */
     hm.hva[SLOT] = 1;
@@ -173,5 +175,50 @@ TEST(removing_a_slot_discards_all_of_it)
     CHECK_EQ(hotplug_mem_unplug(&hm, SLOT, BLOCK), 0);
     CHECK_EQ(hotplug_mem_resident(&hm), 4096);
     CHECK_EQ(hm.hva[2 * SLOT], 1);
+    hotplug_mem_destroy(&hm);
+}
+
+TEST(guarded_plug_backs_with_huge_pages_and_keeps_one_vma)
+{
+    /* A guarded region is backed when plugged (as in minivmm, prealloc):
+     * the range leaves the guard's watch while it is populated, gets huge
+     * pages, and rejoins it; the mapping stays one VMA, and unplugged
+     * blocks are still refused afterwards. */
+    if (!anon_mem_thp_size() || !unit_thp_enabled()) {
+        unit_skip("no transparent huge pages on this host");
+        return;
+    }
+    struct hotplug_mem hm;
+    struct hotplug_guard g;
+    struct seen s = {0};
+    CHECK_EQ(hotplug_mem_init(&hm, -1, "g", GPA, REGION, SLOT, BLOCK, 0, 0, true), 0);
+    if (!start_guard(&g, &hm, &s)) {
+        hotplug_mem_destroy(&hm);
+        return;
+    }
+    CHECK(hm.thp);
+    for (uint64_t slot = 0; slot < REGION / SLOT; slot++)
+        CHECK_EQ(hotplug_mem_plug(&hm, slot * SLOT + 8 * BLOCK, 4 * BLOCK), 0);
+    struct unit_smaps sm;
+    CHECK(unit_smaps_range(hm.hva, hm.size, &sm));
+    printf("  plugged %llu MiB: %u VMA(s), Rss %llu MiB, AnonHugePages %llu MiB\n",
+           (unsigned long long)(4 * 4 * BLOCK >> 20), sm.vmas, sm.rss >> 20, sm.anon_huge >> 20);
+    CHECK_EQ(sm.vmas, 1);
+    CHECK_EQ(sm.rss, 16 * BLOCK);
+    CHECK_EQ(sm.anon_huge, 16 * BLOCK);
+    CHECK_EQ(hotplug_mem_resident(&hm), 16 * BLOCK);
+    memset(hm.hva + 8 * BLOCK, 0x5a, 4 * BLOCK);          /* no fault: already backed */
+    CHECK_EQ(remote_access(hm.hva + 7 * BLOCK, true), EFAULT);
+    CHECK_EQ(s.violations, 1);
+    CHECK_EQ(hotplug_mem_resident(&hm), 16 * BLOCK);
+    for (uint64_t slot = 0; slot < REGION / SLOT; slot++)
+        CHECK_EQ(hotplug_mem_unplug(&hm, slot * SLOT + 8 * BLOCK, 4 * BLOCK), 0);
+    CHECK(unit_smaps_range(hm.hva, hm.size, &sm));
+    CHECK_EQ(sm.rss, 0);
+    CHECK_EQ(hotplug_mem_resident(&hm), 0);
+    CHECK_EQ(remote_access(hm.hva + 8 * BLOCK, false), EFAULT);   /* unplugged again */
+    CHECK_EQ(s.violations, 2);
+    CHECK_EQ(s.failures, 0);
+    hotplug_guard_destroy(&g);
     hotplug_mem_destroy(&hm);
 }

@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdint.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -115,4 +116,40 @@ int unit_run_in(const char *dir, const char *log, char *const argv[])
             return -1;
     }
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+bool unit_smaps_range(const void *p, unsigned long long len, struct unit_smaps *out)
+{
+    FILE *f = fopen("/proc/self/smaps", "re");
+    if (!f)
+        return false;
+    unsigned long long lo = (unsigned long long)(uintptr_t)p, hi = lo + len;
+    char line[512];
+    bool in = false;
+    memset(out, 0, sizeof(*out));
+    while (fgets(line, sizeof(line), f)) {
+        unsigned long long s, e, kb;
+        char dash;
+        if (sscanf(line, "%llx%c%llx ", &s, &dash, &e) == 3 && dash == '-') {
+            in = s < hi && e > lo;
+            out->vmas += in;
+        } else if (in && sscanf(line, "Rss: %llu kB", &kb) == 1) {
+            out->rss += kb << 10;
+        } else if (in && sscanf(line, "AnonHugePages: %llu kB", &kb) == 1) {
+            out->anon_huge += kb << 10;
+        }
+    }
+    fclose(f);
+    return true;
+}
+
+bool unit_thp_enabled(void)
+{
+    FILE *f = fopen("/sys/kernel/mm/transparent_hugepage/enabled", "re");
+    if (!f)
+        return false;
+    char line[128] = "";
+    bool on = fgets(line, sizeof(line), f) && !strstr(line, "[never]");
+    fclose(f);
+    return on;
 }

@@ -20,6 +20,17 @@ bool unit_tool_in_path(const char *tool);
  * dir/log; the exit status, or -1 when it did not exit normally. */
 int unit_run_in(const char *dir, const char *log, char *const argv[]);
 
+/* What /proc/self/smaps says about the mappings inside [p, p + len): how
+ * many VMAs, and their Rss and AnonHugePages in bytes. False if unreadable. */
+struct unit_smaps {
+    unsigned vmas;
+    unsigned long long rss, anon_huge;
+};
+bool unit_smaps_range(const void *p, unsigned long long len, struct unit_smaps *out);
+/* Whether anonymous memory advised MADV_HUGEPAGE gets transparent huge
+ * pages here (/sys/kernel/mm/transparent_hugepage/enabled is not "never"). */
+bool unit_thp_enabled(void);
+
 #define TEST(name)                                                        \
     static void name(void);                                               \
     __attribute__((constructor)) static void register_##name(void)        \

@@ -26,13 +26,18 @@ static const char usage_format[] =
     "  --kernel PATH     guest kernel (%s)\n"
     "  --initrd PATH     initial ramdisk\n"
     "  --cmdline STR     kernel command line (default: \"%s\")\n"
-    "  --mem SIZE[,hugepages=2M|1G]\n"
+    "  --mem SIZE[,hugepages=thp|off|shmem|2M|1G]\n"
     "                    boot RAM, with K/M/G/T suffix (default 512M, 32M..1T,\n"
-    "                    a multiple of 1M); hugepages=2M|1G backs it with the\n"
-    "                    host's huge pages, reserved at start\n"
+    "                    a multiple of 1M). hugepages=thp (default): anonymous\n"
+    "                    memory on transparent huge pages where the host's THP\n"
+    "                    is on (/sys/kernel/mm/transparent_hugepage/enabled\n"
+    "                    always or madvise; base pages where never); off: base\n"
+    "                    pages only; shmem: a memfd, huge where the host's\n"
+    "                    transparent_hugepage/shmem_enabled allows; 2M|1G: the\n"
+    "                    host's hugetlbfs pool, reserved at start\n"
     "  --cpus N          number of vCPUs (default 1, at most %u)\n"
     "  --virtio-mem ID:SIZE[,node=N][,block=SIZE][,requested=SIZE][,prealloc=on|off]\n"
-    "               [,guard=on|off][,hugepages=2M|1G]\n"
+    "               [,guard=on|off][,hugepages=shmem|thp|off|2M|1G]\n"
     "                    a virtio-mem device owning SIZE of hotpluggable memory\n"
     "                    above boot RAM (repeatable, up to 8). An ID 'nodeN' puts\n"
     "                    it on NUMA node N. block: plug granularity (default 2M);\n"
@@ -42,8 +47,10 @@ static const char usage_format[] =
     "                    plugged blocks, each when plugged (as prealloc=on), and\n"
     "                    stops a guest touching unplugged ones (needs a\n"
     "                    userfaultfd; guard=off: lazy, unenforced);\n"
-    "                    hugepages: back it with the host's huge\n"
-    "                    pages (block >= page; docs/virtio-mem.md)\n"
+    "                    hugepages: as for --mem, but default shmem (plugs\n"
+    "                    populate faster); shmem and thp give huge pages\n"
+    "                    only to blocks of 2M or more; 2M|1G need block >=\n"
+    "                    page (docs/virtio-mem.md)\n"
     "  --on-reboot restart|exit\n"
     "                    a guest reboot resets the VM and boots it again (restart,\n"
     "                    the default; virtio-mem memory is unplugged and plugged\n"
@@ -74,7 +81,7 @@ static enum cli_result fail(char *err, size_t err_len, const char *fmt, ...)
     return CLI_ERROR;
 }
 
-/* --mem SIZE[,hugepages=PAGE] */
+/* --mem SIZE[,hugepages=thp|off|PAGE] */
 static enum cli_result parse_mem(const char *text, struct vm_config *cfg, char *err,
                                  size_t err_len)
 {
@@ -92,9 +99,9 @@ static enum cli_result parse_mem(const char *text, struct vm_config *cfg, char *
     if (comma) {
         const char *opt = comma + 1;
         if (strncmp(opt, "hugepages=", 10) != 0)
-            return fail(err, err_len, "--mem '%s': expected SIZE[,hugepages=SIZE]", text);
-        if (size_parse(opt + 10, &cfg->mem_page_size, &why) != 0 ||
-            hugepages_check(cfg->mem_page_size, &why) != 0)
+            return fail(err, err_len, "--mem '%s': expected SIZE[,hugepages=thp|off|shmem|SIZE]",
+                        text);
+        if (hugepages_parse(opt + 10, strlen(opt + 10), &cfg->mem_backing, &why) != 0)
             return fail(err, err_len, "--mem %s: %s", opt, why);
     }
     if (cfg->mem_size < CONFIG_MIN_MEM)
@@ -104,9 +111,10 @@ static enum cli_result parse_mem(const char *text, struct vm_config *cfg, char *
     if (cfg->mem_size & ((1ULL << 20) - 1))
         return fail(err, err_len, "--mem %s: must be a multiple of 1M", size_text);
     char a[32];
-    if (cfg->mem_page_size && cfg->mem_size % cfg->mem_page_size)
+    uint64_t page = hugepages_size(&cfg->mem_backing);
+    if (page && cfg->mem_size % page)
         return fail(err, err_len, "--mem %s: must be a multiple of the huge page size %s",
-                    size_text, size_format(cfg->mem_page_size, a, sizeof(a)));
+                    size_text, size_format(page, a, sizeof(a)));
     return CLI_RUN;
 }
 

@@ -66,12 +66,13 @@ int virtio_mem_opts_parse(const char *text, struct virtio_mem_opts *o, char *err
 {
     /* The guard is on unless turned off: the host's bound on its memory must
      * not depend on the guest's manners (docs/virtio-mem.md). */
-    *o = (struct virtio_mem_opts){.block_size = CONFIG_VIRTIO_MEM_DEFAULT_BLOCK, .guard = true};
+    *o = (struct virtio_mem_opts){.block_size = CONFIG_VIRTIO_MEM_DEFAULT_BLOCK, .guard = true,
+                                  .backing = {.kind = MEM_BACKING_SHMEM}};
 
     const char *colon = strchr(text, ':');
     if (!colon)
         return fail(err, errlen, "'%s': expected ID:SIZE[,node=N][,block=SIZE][,requested=SIZE]"
-                    "[,prealloc=on|off][,guard=on|off][,hugepages=SIZE]", text);
+                    "[,prealloc=on|off][,guard=on|off][,hugepages=shmem|thp|off|SIZE]", text);
     size_t id_len = (size_t)(colon - text);
     if (id_len == 0)
         return fail(err, errlen, "'%s': empty device ID", text);
@@ -122,8 +123,7 @@ int virtio_mem_opts_parse(const char *text, struct virtio_mem_opts *o, char *err
                 return fail(err, errlen, "%s: block=%.*s: %s", o->id, (int)val_len, val, why);
             block_given = true;
         } else if (KEY_IS("hugepages")) {
-            if (parse_size_n(val, val_len, &o->page_size, &why) != 0 ||
-                hugepages_check(o->page_size, &why) != 0)
+            if (hugepages_parse(val, val_len, &o->backing, &why) != 0)
                 return fail(err, errlen, "%s: hugepages=%.*s: %s", o->id, (int)val_len, val,
                             why);
         } else if (KEY_IS("requested")) {
@@ -169,12 +169,13 @@ int virtio_mem_opts_parse(const char *text, struct virtio_mem_opts *o, char *err
                     size_format(o->block_size, a, sizeof(a)));
     /* A block is plugged, backed and discarded whole, and a huge page cannot
      * be split between a plugged and an unplugged block. */
-    if (o->page_size > o->block_size) {
+    uint64_t page = hugepages_size(&o->backing);
+    if (page > o->block_size) {
         if (block_given)
             return fail(err, errlen, "%s: block=%s: smaller than the huge page size %s; a block "
                         "must hold whole pages", o->id, size_format(o->block_size, a, sizeof(a)),
-                        size_format(o->page_size, b, sizeof(b)));
-        o->block_size = o->page_size;
+                        size_format(page, b, sizeof(b)));
+        o->block_size = page;
     }
     uint64_t memory_block = arch_guest_memory_block();
     uint64_t align = o->block_size > memory_block ? o->block_size : memory_block;

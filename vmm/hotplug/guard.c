@@ -95,6 +95,7 @@ int hotplug_guard_add(struct hotplug_guard *g, struct hotplug_mem *hm, char *err
         return -EINVAL;
     }
     g->regions[g->n++] = hm;
+    hm->uffd = g->uffd;     /* anonymous memory leaves the watch while it is populated */
     return 0;
 }
 
@@ -212,6 +213,8 @@ void hotplug_guard_destroy(struct hotplug_guard *g)
         pthread_join(g->thread, NULL);
         g->running = false;
     }
+    for (unsigned i = 0; i < g->n; i++)
+        g->regions[i]->uffd = -1;
     if (g->uffd >= 0)
         close(g->uffd);
     if (g->stop_fd >= 0)

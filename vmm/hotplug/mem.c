@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <linux/falloc.h>
 #include <linux/kvm.h>
+#include <linux/userfaultfd.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "vmm/anon_mem.h"
 #include "vmm/bitmap.h"
 #include "vmm/hugepages.h"
 #include "vmm/log.h"
@@ -27,6 +29,9 @@
  * page): about 10-30 ms of zeroing on current hosts, so a plug of 65535
  * blocks notices a cancel (a reset, teardown) within that. */
 #define POPULATE_CHUNK (64ULL << 20)
+/* What one MADV_POPULATE_WRITE call populates: 2 MiB (one huge page) is
+ * ~0.1-1 ms of zeroing, so the mm's lock is never held longer than that. */
+#define POPULATE_STEP (2ULL << 20)
 /* KVM's slot field carries the address space in its upper 16 bits. */
 #define KVM_SLOT_ID_LIMIT 0x10000ULL
 
@@ -54,30 +59,93 @@ static int set_slot(const struct hotplug_mem *hm, uint32_t s, bool on)
     return 0;
 }
 
-/* Hands [offset, offset + len) back to the host: punching a hole frees the
- * memfd's pages and unmaps them from every mapping, KVM's included (the MMU
- * notifier zaps its stage-2 entries). MADV_DONTNEED would only drop this
- * mapping's view of a shared page and free nothing. */
+/* Hands [offset, offset + len) back to the host. Anonymous memory:
+ * MADV_DONTNEED frees the pages (whole huge pages when the range holds
+ * them whole, which the block size guarantees with THP). A memfd: punching
+ * a hole frees its pages; MADV_DONTNEED would only drop this mapping's view
+ * of a shared page and free nothing. Either way the pages are unmapped
+ * from every mapping, KVM's included (its MMU notifier zaps the stage-2
+ * entries). */
 static int discard(const struct hotplug_mem *hm, uint64_t offset, uint64_t len)
 {
-    if (fallocate(hm->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)offset,
-                  (off_t)len) == 0)
-        return 0;
-    int err = errno;
-    if (err == EOPNOTSUPP || err == ENOSYS) {
-        if (madvise(hm->hva + offset, len, MADV_REMOVE) == 0)
+    int err;
+    if (hm->memfd < 0) {
+        err = -anon_mem_discard(hm->hva + offset, len);
+        if (!err)
+            return 0;
+    } else {
+        if (fallocate(hm->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)offset,
+                      (off_t)len) == 0)
             return 0;
         err = errno;
+        if (err == EOPNOTSUPP || err == ENOSYS) {
+            if (madvise(hm->hva + offset, len, MADV_REMOVE) == 0)
+                return 0;
+            err = errno;
+        }
     }
     log_error("%s: discarding %llu MiB at offset 0x%llx: %s", hm->name, mib(len),
               (unsigned long long)offset, strerror(err));
     return -err;
 }
 
-/* Allocates every page of [offset, offset + len) now, through the file and
- * not the mapping: the guard watches the mapping, and a host without the
- * memory says so here as an error (a plug answered BUSY) instead of a
- * SIGBUS or an OOM kill in a vCPU later. In chunks of POPULATE_CHUNK, so
+static int uffd_range(int uffd, unsigned long request, uint8_t *p, uint64_t len)
+{
+    struct uffdio_range range = {.start = (uint64_t)(uintptr_t)p, .len = len};
+    if (request == UFFDIO_UNREGISTER)
+        return ioctl(uffd, UFFDIO_UNREGISTER, &range);
+    struct uffdio_register reg = {.range = range, .mode = UFFDIO_REGISTER_MODE_MISSING};
+    return ioctl(uffd, UFFDIO_REGISTER, &reg);
+}
+
+/* Backs [offset, offset + len) of anonymous memory through the mapping
+ * (MADV_POPULATE_WRITE), which makes transparent huge pages where the
+ * range holds them whole. The guard's userfaultfd would stop that populate
+ * at the first missing page and could only fill it with base pages, so the
+ * range leaves its watch meanwhile: unregistering splits the mapping's VMA
+ * and registering again merges it back. The caller makes sure nothing can
+ * be plugged or unplugged there meanwhile (the range is being plugged, or
+ * backing_lock is held), and a fault there in the window is the guest
+ * touching memory it is being given; faults in flight when the range is
+ * registered again finish first (registering takes the mm's write lock). */
+static int populate_anon(const struct hotplug_mem *hm, uint64_t offset, uint64_t len)
+{
+    uint8_t *p = hm->hva + offset;
+    if (hm->uffd >= 0 && uffd_range(hm->uffd, UFFDIO_UNREGISTER, p, len) < 0) {
+        int err = errno;
+        log_error("%s: taking %llu MiB at offset 0x%llx out of the guard's watch to back "
+                  "it: %s", hm->name, mib(len), (unsigned long long)offset, strerror(err));
+        return err == ENOMEM ? -ENOMEM : -err;
+    }
+    /* MADV_POPULATE_WRITE holds the mm's lock (read) for its whole range,
+     * and any mmap or munmap of the process (a thread's stack, a large
+     * malloc) waits for it, and with it every later page fault of a vCPU:
+     * so the range is populated in short steps, each releasing the lock. */
+    int rc = 0;
+    for (uint64_t done = 0; done < len && !rc; done += POPULATE_STEP) {
+        uint64_t n = len - done < POPULATE_STEP ? len - done : POPULATE_STEP;
+        rc = anon_mem_populate(p + done, n);
+    }
+    if (hm->uffd >= 0 && uffd_range(hm->uffd, UFFDIO_REGISTER, p, len) < 0) {
+        int err = errno;
+        /* Unwatched, a later touch after an unplug could be backed: the
+         * range goes and becomes inaccessible, so such a touch stops the VM
+         * (KVM_RUN fails) instead of allocating. */
+        anon_mem_discard(p, len);
+        int prot = mprotect(p, len, PROT_NONE);
+        log_error("%s: the guard cannot watch %llu MiB at offset 0x%llx again: %s; %s",
+                  hm->name, mib(len), (unsigned long long)offset, strerror(err),
+                  prot == 0 ? "the range is inaccessible from now on"
+                            : "and it cannot be made inaccessible either");
+        return -EIO;
+    }
+    return rc;
+}
+
+/* Allocates every page of [offset, offset + len) now (a memfd through the
+ * file, not the mapping the guard watches; anonymous memory as
+ * populate_anon says), so a host without the memory says so here as an
+ * error (a plug answered BUSY) instead of a SIGBUS in a vCPU later. In chunks of POPULATE_CHUNK, so
  * that a non-zero *cancel (may be NULL) stops it within one chunk
  * (-ECANCELED; the caller discards what was populated). */
 static int populate(const struct hotplug_mem *hm, uint64_t offset, uint64_t len,
@@ -89,14 +157,19 @@ static int populate(const struct hotplug_mem *hm, uint64_t offset, uint64_t len,
             return -ECANCELED;
         uint64_t n = len - done < chunk ? len - done : chunk;
         int rc;
-        do
-            rc = fallocate(hm->memfd, 0, (off_t)(offset + done), (off_t)n);
-        while (rc < 0 && errno == EINTR);
+        if (hm->memfd < 0) {
+            rc = populate_anon(hm, offset + done, n);
+        } else {
+            do
+                rc = fallocate(hm->memfd, 0, (off_t)(offset + done), (off_t)n);
+            while (rc < 0 && errno == EINTR);
+            if (rc < 0)
+                rc = errno == ENOMEM || errno == ENOSPC ? -ENOMEM : -errno;
+        }
         if (rc < 0) {
-            int err = errno;
             log_warn("%s: backing %llu MiB at offset 0x%llx: %s", hm->name, mib(n),
-                     (unsigned long long)(offset + done), strerror(err));
-            return err == ENOMEM || err == ENOSPC ? -ENOMEM : -err;
+                     (unsigned long long)(offset + done), strerror(-rc));
+            return rc;
         }
         done += n;
     }
@@ -105,11 +178,13 @@ static int populate(const struct hotplug_mem *hm, uint64_t offset, uint64_t len,
 
 int hotplug_mem_init(struct hotplug_mem *hm, int vm_fd, const char *name, uint64_t gpa,
                      uint64_t size, uint64_t slot_size, uint64_t block_size,
-                     uint32_t first_slot, uint64_t page_size, bool prealloc)
+                     uint32_t first_slot, const struct mem_backing *backing, bool prealloc)
 {
+    uint64_t page_size = hugepages_size(backing);
     memset(hm, 0, sizeof(*hm));
     hm->vm_fd = vm_fd;
     hm->memfd = -1;
+    hm->uffd = -1;
     hm->gpa = gpa;
     hm->size = size;
     hm->slot_size = slot_size;
@@ -159,6 +234,31 @@ int hotplug_mem_init(struct hotplug_mem *hm, int vm_fd, const char *name, uint64
     pthread_mutex_init(&hm->backing_lock, NULL);
     hm->backing_lock_ready = true;
 
+    /* Anonymous memory for thp and off, unless blocks are backed when
+     * plugged and this kernel cannot populate anonymous memory with an
+     * error instead of a SIGBUS (before Linux 5.14): then, as for shmem, a
+     * memfd of base pages populated with fallocate. */
+    enum mem_backing_kind kind = backing ? backing->kind : MEM_BACKING_THP;
+    uint64_t thp_size = anon_mem_thp_size();
+    bool huge_blocks = thp_size && block_size >= thp_size;
+    bool anon = (kind == MEM_BACKING_THP || kind == MEM_BACKING_BASE) &&
+                (!prealloc || anon_mem_can_populate());
+    if (anon) {
+        hm->thp = kind == MEM_BACKING_THP && huge_blocks;
+        char why[200];
+        hm->hva = anon_mem_map(size, hm->thp, why, sizeof(why));
+        if (!hm->hva) {
+            int err = errno;
+            log_error("%s: %s", hm->name, why);
+            hotplug_mem_destroy(hm);
+            return -err;
+        }
+        return 0;
+    }
+    if (!page_size && kind != MEM_BACKING_SHMEM)
+        log_info("%s: this kernel has no MADV_POPULATE_WRITE (Linux 5.14): backing the region "
+                 "with a shmem memfd of base pages", hm->name);
+
     /* Sealing lets nobody (not even a bug here) shrink the file under the
      * mapping, which would turn guest accesses into SIGBUS. */
     char why[200];
@@ -192,6 +292,14 @@ int hotplug_mem_init(struct hotplug_mem *hm, int vm_fd, const char *name, uint64
     /* Guest memory never belongs in a core dump of the VMM. */
     if (madvise(map, size, MADV_DONTDUMP) < 0)
         log_warn("%s: MADV_DONTDUMP: %s", hm->name, strerror(errno));
+    /* shmem: huge pages where shmem_enabled allows them (advise, within_size,
+     * always), and only when blocks hold them whole. EINVAL: no THP here. */
+    if (kind == MEM_BACKING_SHMEM && huge_blocks) {
+        if (madvise(map, size, MADV_HUGEPAGE) == 0)
+            hm->thp = true;
+        else if (errno != EINVAL)
+            log_warn("%s: MADV_HUGEPAGE: %s", hm->name, strerror(errno));
+    }
     return 0;
 
 fail:
@@ -379,6 +487,8 @@ bool hotplug_mem_is_plugged(struct hotplug_mem *hm, uint64_t offset)
 
 uint64_t hotplug_mem_resident(const struct hotplug_mem *hm)
 {
+    if (hm->memfd < 0)
+        return hm->hva ? anon_mem_resident(hm->hva, hm->size) : 0;
     struct stat st;
     if (hm->memfd < 0 || fstat(hm->memfd, &st) < 0)
         return 0;
@@ -414,6 +524,7 @@ void hotplug_mem_destroy(struct hotplug_mem *hm)
     hm->backing_lock_ready = false;
     hm->hva = NULL;
     hm->memfd = -1;
+    hm->uffd = -1;
     hm->slot_plugged = NULL;
     hm->block_plugged = NULL;
     hm->slots_registered = 0;

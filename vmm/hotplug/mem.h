@@ -1,12 +1,14 @@
 /* A hotpluggable guest memory region (what one virtio-mem device owns): its
- * own memfd, mapped MAP_SHARED|MAP_NORESERVE so an unplugged terabyte costs
+ * own memfd (shmem by default, or hugetlbfs pages) or anonymous memory
+ * (hugepages=thp|off, vmm/anon_mem.h), mapped MAP_NORESERVE so an unplugged terabyte costs
  * the host nothing; KVM memslots of slot_size registered when the first byte
  * in them is plugged and removed when the last is unplugged; unplugged ranges
- * (and a removed slot whole) handed back to the host by punching holes.
+ * (and a removed slot whole) handed back to the host (MADV_DONTNEED, or
+ * punching holes in the memfd).
  *
  * The host memory bound: with a guard (vmm/hotplug/guard.h) watching the
  * mapping, host pages are only ever allocated inside plugged blocks, by
- * hotplug_mem_fault (first touch) or prealloc, so the memfd never holds more
+ * hotplug_mem_fault (first touch) or prealloc, so the region never holds more
  * than the plugged bytes, whatever the guest touches. block_plugged is the
  * guard's view of which blocks are plugged, under its own short lock:
  * plug and unplug run memslot ioctls, which wait for every vCPU, and a vCPU
@@ -22,15 +24,22 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "vmm/hugepages.h"
+
 struct hotplug_mem {
     int vm_fd;                  /* -1: no KVM (unit tests); memslots skipped */
-    int memfd;
+    int memfd;                  /* -1: anonymous memory */
+    bool thp;                   /* advised MADV_HUGEPAGE (anonymous memory or shmem) */
+    /* The guard's userfaultfd once it watches the region, else -1: anonymous
+     * memory is populated through the mapping, which must leave the
+     * guard's watch meanwhile (populate_anon). */
+    int uffd;
     uint8_t *hva;               /* whole region, PROT_READ|PROT_WRITE */
     uint64_t gpa;
     uint64_t size;
     uint64_t slot_size;         /* power of two, divides size */
     uint64_t block_size;        /* plug granularity: power of two, divides slot_size */
-    uint64_t page_size;         /* host page behind it: 4 KiB, or the huge page size */
+    uint64_t page_size;         /* host page behind it: 4 KiB, or the hugetlbfs page size */
     uint32_t first_slot;        /* KVM slot ids first_slot .. first_slot + n_slots - 1 */
     uint32_t n_slots;
     uint64_t *slot_plugged;     /* plugged bytes per slot */
@@ -48,15 +57,20 @@ struct hotplug_mem {
     uint64_t backing_failures;  /* first touches the host could not back (atomic) */
 };
 
-/* Creates the memfd of `size` bytes (sealed against shrinking) and the
- * reservation. Nothing is registered with KVM yet. size and gpa must be
- * multiples of slot_size, slot_size of block_size, block_size of page_size.
- * page_size 0: the host's base pages; else hugetlbfs pages of that size, of
- * which none is reserved: a block takes them from the pool when plugged
+/* Creates the region's memory of `size` bytes, reserving address space
+ * only. Nothing is registered with KVM yet. size and gpa must be multiples
+ * of slot_size, slot_size of block_size, block_size of the page size.
+ * backing NULL or thp: anonymous memory with transparent huge pages when
+ * blocks hold whole ones (else base pages: a block smaller than a huge page
+ * could not give its memory back alone); off: anonymous, base pages;
+ * shmem: a memfd of base pages, advised MADV_HUGEPAGE under the same rule
+ * (huge where the host's shmem_enabled allows); hugetlbfs: a memfd of
+ * those pages. A memfd is sealed against resizing; of hugetlbfs pages none
+ * is reserved: a block takes them from the pool when plugged
  * (prealloc) or first touched. Returns 0 or a negative errno (logged). */
 int hotplug_mem_init(struct hotplug_mem *hm, int vm_fd, const char *name, uint64_t gpa,
                      uint64_t size, uint64_t slot_size, uint64_t block_size,
-                     uint32_t first_slot, uint64_t page_size, bool prealloc);
+                     uint32_t first_slot, const struct mem_backing *backing, bool prealloc);
 
 /* [offset, offset + len) (page aligned, inside the region, currently
  * unplugged according to the caller) becomes guest memory: memslots of the
@@ -87,7 +101,8 @@ int hotplug_mem_fault(struct hotplug_mem *hm, uint64_t offset);
 /* Whether the block holding offset is plugged now. Thread-safe. */
 bool hotplug_mem_is_plugged(struct hotplug_mem *hm, uint64_t offset);
 
-/* Bytes of the memfd actually backed by host memory now (from st_blocks). */
+/* Bytes of the region actually backed by host memory now (mincore for
+ * anonymous memory, st_blocks for a memfd). */
 uint64_t hotplug_mem_resident(const struct hotplug_mem *hm);
 
 /* Host pointer for [gpa, gpa + len) inside the region, or NULL. */

@@ -108,7 +108,7 @@ static const struct allowed device_calls[] = {
 static const struct allowed guard_calls[] = {
     {{"read"}, "userfaultfd messages, the stop eventfd"},
     {{"poll", "ppoll"}, "waiting for faults"},
-    {{"fallocate"}, "backing a plugged block on first touch"},
+    {{"fallocate"}, "backing a plugged block of a memfd on first touch"},
 };
 
 static const struct allowed console_calls[] = {
@@ -144,6 +144,7 @@ static const struct allowed api_calls[] = {
     {{"rseq"}, "new connection threads"},
     {{"sigaltstack"}, "new connection threads"},
     {{"fstat", "newfstatat"}, "host memory behind a virtio-mem region (memfd blocks)"},
+    {{"mincore"}, "host memory behind a virtio-mem region (anonymous memory)"},
     {{"rt_sigaction"}, "libmicrohttpd ignores SIGPIPE at start"},
     {{"sched_getaffinity"}, "glibc sizes thread stacks and counts CPUs"},
 };
@@ -177,10 +178,13 @@ static const struct seccomp_ioctl main_ioctls[] = {
     {UFFDIO_REGISTER, "the guard watches each virtio-mem region"},
     {_IO(0xAA, 0x00), "USERFAULTFD_IOC_NEW: a userfaultfd from /dev/userfaultfd"},
     {UFFDIO_WAKE, "inherited by the guard thread of a rebuilt VM"},
+    {UFFDIO_UNREGISTER, "inherited by device and guard threads of a rebuilt VM (populate_anon)"},
 };
 
 static const struct seccomp_ioctl guard_ioctls[] = {
     {UFFDIO_WAKE, "a faulting thread retries once its page is backed or refused"},
+    {UFFDIO_UNREGISTER, "anonymous memory leaves the watch while the guard backs it"},
+    {UFFDIO_REGISTER, "and rejoins it after"},
 };
 
 static const struct seccomp_ioctl vcpu_ioctls[] = {
@@ -194,6 +198,8 @@ static const struct seccomp_ioctl console_ioctls[] = {
 
 static const struct seccomp_ioctl device_ioctls[] = {
     {KVM_SET_USER_MEMORY_REGION, "virtio-mem memslots on plug and unplug"},
+    {UFFDIO_UNREGISTER, "anonymous memory leaves the guard's watch while a plug backs it"},
+    {UFFDIO_REGISTER, "and rejoins it after"},
 };
 
 /* Terminal restore on a fatal signal may happen on any thread. */
@@ -203,7 +209,9 @@ static const struct seccomp_ioctl crash_ioctls[] = {
 
 static const int madvise_common[] = {MADV_DONTNEED};   /* glibc frees thread stacks; malloc_trim after an API burst */
 static const int madvise_device[] = {MADV_REMOVE, MADV_POPULATE_WRITE};
-static const int madvise_main[] = {MADV_DONTDUMP};     /* guest memory of a rebuilt VM */
+static const int madvise_guard[] = {MADV_POPULATE_WRITE};  /* backing anonymous memory */
+/* Guest memory of a rebuilt VM: no core dumps, huge pages or not. */
+static const int madvise_main[] = {MADV_DONTDUMP, MADV_HUGEPAGE, MADV_NOHUGEPAGE};
 
 #define N(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -418,6 +426,8 @@ int seccomp_rules_add(scmp_filter_ctx ctx, enum seccomp_role role)
         rc = add_calls(ctx, guard_calls, N(guard_calls));
         if (!rc)
             rc = add_ioctls(ctx, guard_ioctls, N(guard_ioctls));
+        if (!rc)
+            rc = add_madvise(ctx, madvise_guard, N(madvise_guard));
         break;
     case SECCOMP_ROLE_API:
         rc = add_calls(ctx, api_calls, N(api_calls));
