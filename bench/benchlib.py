@@ -18,6 +18,8 @@ the crypto self-tests stall nested boots for seconds).
 from __future__ import annotations
 
 import os
+import re
+import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -90,12 +92,16 @@ def new_log_dir(name: str) -> Path:
 
 
 def open_host(testhost: str, arch: str, binaries: dict, with_qemu: bool, guest: Path,
-              log_dir: Path) -> Bench:
+              log_dir: Path, files: dict | None = None,
+              deb_binaries: dict | None = None) -> Bench:
     """Starts the host the bench runs on: LocalHost when this machine's
     /dev/kvm runs guests of arch, else the test host of arch in
-    build/TESTHOST (x86_64) or build/TESTHOST-ARCH, built and booted."""
+    build/TESTHOST (x86_64) or build/TESTHOST-ARCH, built and booted
+    (under the emulator MINIVMM_TESTHOST_QEMU names, hostlib.testhost_qemu).
+    files, deb_binaries: as hostlib.Payload's."""
     payload = hostlib.Payload(binaries=binaries, guest_dir=guest, with_qemu=with_qemu,
-                              arch=arch)
+                              arch=arch, files=dict(files or {}),
+                              deb_binaries=dict(deb_binaries or {}))
     if hostlib.kvm_is_hardware(arch):
         return Bench(hostlib.LocalHost(payload, log_dir), False, log_dir)
     work = REPO / "build" / (testhost if arch == "x86_64" else f"{testhost}-{arch}")
@@ -111,3 +117,51 @@ def test_host_label(arch: str) -> str:
     if arch == "x86_64":
         return "QEMU test host"
     return "arm64 QEMU test host (qemu-system-aarch64 TCG, -cpu neoverse-n1)"
+
+
+# QEMU 10 (bookworm-backports, tests/testhost/qemu10.sh) as a second peer
+# beside the system's QEMU 7.2: its binary under this name in the payload
+# and the ROMs `-M pc` direct kernel boot loads (the same list as 7.2's in
+# tests/testhost/build.sh) in share/qemu10, its -L directory.
+QEMU10_BINARY = "qemu-system-x86_64-10"
+QEMU10_FIRMWARE = ("bios-256k.bin", "linuxboot_dma.bin", "kvmvapic.bin",
+                   "vgabios-stdvga.bin", "efi-e1000.rom")
+
+
+def add_qemu10(arch: str, binaries: dict, files: dict) -> None:
+    """Puts QEMU 10 into a payload (fetched and unpacked on first use)."""
+    if arch != "x86_64":
+        raise SystemExit("the QEMU 10 peer is x86_64 only (tests/testhost/qemu10.sh "
+                         "fetches qemu-system-x86)")
+    d = hostlib.qemu10_dir()
+    binaries[QEMU10_BINARY] = d / "root" / "usr" / "bin" / "qemu-system-x86_64"
+    for f in QEMU10_FIRMWARE:
+        files[f"share/qemu10/{f}"] = d / "firmware" / f
+
+
+def qemu10_peer(host) -> dict:
+    """host.qemu_cmd() keywords that make the peer QEMU 10: program and
+    firmware_dir. On the local KVM: the wrapper, which also keeps QEMU 10
+    away from the system QEMU 7.2's modules."""
+    if host.kind == "local":
+        d = hostlib.qemu10_dir()
+        return {"program": str(d / "bin" / "qemu-system-x86_64"),
+                "firmware_dir": str(d / "firmware")}
+    return {"program": host.path(QEMU10_BINARY), "firmware_dir": "/payload/share/qemu10"}
+
+
+def qemu_version(program: str) -> str:
+    """'10.0.2 (Debian 1:10.0.2+ds-2+deb13u1~bpo12+1)' from a QEMU on this
+    machine, for reports."""
+    out = subprocess.run([program, "--version"], stdout=subprocess.PIPE, text=True,
+                         check=True).stdout
+    m = re.search(r"QEMU emulator version (.*)", out)
+    return m.group(1).strip() if m else out.splitlines()[0]
+
+
+def emulator(host) -> str:
+    """What the measured VMMs ran under: the test host's emulator and its
+    version, or the local KVM."""
+    if host.kind == "local":
+        return "local /dev/kvm (no emulator)"
+    return f"{Path(host.qemu).name} {qemu_version(host.qemu)} (TCG)"

@@ -29,7 +29,34 @@ PACKAGES=(
     gcc-aarch64-linux-gnu libc6-dev-arm64-cross
     libfdt1:arm64 libseccomp-dev:arm64 libmicrohttpd-dev:arm64
     libjansson-dev:arm64
+    # QEMU 10 (bookworm-backports), the second peer VMM of the benchmarks,
+    # is not installed: tests/testhost/qemu10.sh unpacks it beside 7.2 into
+    # build/qemu10. What its binary loads, named here so that it does not
+    # depend on 7.2 pulling the same libraries in (its Depends, all bookworm):
+    libaio1 libbpf1 libcapstone4 libfdt1 libfuse3-3 libglib2.0-0 libgmp10
+    libgnutls30 libhogweed6 libibverbs1 libjpeg62-turbo libnettle8 libnuma1
+    libpixman-1-0 libpmem1 libpng16-16 librdmacm1 libsasl2-2 libseccomp2
+    libslirp0 libudev1 liburing2 libvdeplug2 libzstd1 zlib1g
+    ipxe-qemu                               # NIC option ROMs (both QEMUs' -L dirs)
 )
+
+# Debian's bookworm-backports, for QEMU 10 only (tests/testhost/qemu10.sh
+# fetches it with `apt-get download -t bookworm-backports`). Its Release file
+# says NotAutomatic/ButAutomaticUpgrades, so apt gives it priority 100: no
+# package is installed or upgraded from it unless asked for by name or -t.
+BACKPORTS_FILE=/etc/apt/sources.list.d/minivmm-bookworm-backports.sources
+BACKPORTS_SOURCE='Types: deb
+URIs: http://deb.debian.org/debian
+Suites: bookworm-backports
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg'
+
+# Whether some apt source already names bookworm-backports (ours, or one a
+# root bootstrapped from this machine's sources copied).
+have_backports() {
+    grep -rqsE '^[[:space:]]*(Suites:.*[[:space:]]bookworm-backports([[:space:]]|$)|deb[[:space:]].*[[:space:]]bookworm-backports[[:space:]])' \
+        /etc/apt/sources.list /etc/apt/sources.list.d/
+}
 
 missing=()
 for p in "${PACKAGES[@]}"; do
@@ -38,18 +65,33 @@ done
 
 case ${1:-check} in
 check)
+    status=0
     if [ ${#missing[@]} -gt 0 ]; then
         echo "missing Debian packages: ${missing[*]} (run: sudo tests/deps.sh install)" >&2
-        exit 1
+        status=1
     fi
+    if ! have_backports; then
+        echo "no bookworm-backports apt source (QEMU 10 for the benchmarks; run: sudo tests/deps.sh install)" >&2
+        status=1
+    fi
+    exit $status
     ;;
 install)
+    SUDO=
+    [ "$(id -u)" -eq 0 ] || SUDO=sudo
+    update=0
+    if ! have_backports; then
+        echo "adding $BACKPORTS_FILE"
+        printf '%s\n' "$BACKPORTS_SOURCE" | $SUDO tee "$BACKPORTS_FILE" >/dev/null
+        update=1
+    fi
     if [ ${#missing[@]} -gt 0 ]; then
         echo "installing: ${missing[*]}"
-        SUDO=
-        [ "$(id -u)" -eq 0 ] || SUDO=sudo
         dpkg --print-foreign-architectures | grep -qx arm64 || $SUDO dpkg --add-architecture arm64
-        $SUDO apt-get update -qq
+        update=1
+    fi
+    [ "$update" = 0 ] || $SUDO apt-get update -qq
+    if [ ${#missing[@]} -gt 0 ]; then
         DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y --no-install-recommends "${missing[@]}"
     fi
     ;;

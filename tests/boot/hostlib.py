@@ -303,6 +303,36 @@ QEMU_NO_DEFAULT_DEVICES = ("-vga", "none", "-nic", "none")
 _QEMU_NAME = {"x86_64": "qemu-system-x86_64", "arm64": "qemu-system-aarch64"}
 _QEMU_CONSOLE = {"x86_64": "ttyS0", "arm64": "ttyAMA0"}
 
+# QEMU 10 (Debian bookworm-backports), unpacked beside the system's 7.2 by
+# tests/testhost/qemu10.sh: a second peer for the benchmarks and, with
+# MINIVMM_TESTHOST_QEMU=10, the x86_64 test host's emulator.
+QEMU10_SCRIPT = REPO / "tests" / "testhost" / "qemu10.sh"
+TESTHOST_QEMU_ENV = "MINIVMM_TESTHOST_QEMU"
+
+
+def qemu10_dir() -> Path:
+    """build/qemu10 (see qemu10.sh): bin/qemu-system-x86_64 (a wrapper with
+    its -L firmware dir), root/usr/bin/qemu-system-x86_64 (the binary),
+    firmware/. Fetched and unpacked on the first call."""
+    p = subprocess.run([str(QEMU10_SCRIPT), "--quiet"], stdout=subprocess.PIPE, text=True)
+    if p.returncode != 0:
+        raise HostError(f"{QEMU10_SCRIPT} failed (exit {p.returncode}); see its messages above")
+    return Path(p.stdout.strip())
+
+
+def testhost_qemu(arch: str) -> str:
+    """The emulator the test host of arch runs under: MINIVMM_TESTHOST_QEMU
+    7.2 (default: the system's qemu-system-*) or 10 (x86_64 only)."""
+    which = os.environ.get(TESTHOST_QEMU_ENV, "7.2")
+    if which in ("", "7.2"):
+        return _QEMU_NAME[arch]
+    if which == "10":
+        if arch != "x86_64":
+            raise HostError(f"{TESTHOST_QEMU_ENV}=10: only the x86_64 test host can run "
+                            "under QEMU 10 (tests/testhost/qemu10.sh fetches qemu-system-x86)")
+        return str(qemu10_dir() / "bin" / "qemu-system-x86_64")
+    raise HostError(f"{TESTHOST_QEMU_ENV}={which!r}: want 7.2 or 10")
+
 # Kernel options for nested guests of each architecture, beside console=.
 # arm64: cryptomgr.notests. Measured in the arm64 test host (QEMU peer, 6.1,
 # 2 vCPUs, 512 MiB, quiet): the guest reached init 37 s after its kernel
@@ -380,18 +410,22 @@ class Host:
         return None
 
     def qemu_cmd(self, series: str, cpus: int = 2, mem_mb: int = 512,
-                 append: str | None = None, extra=()) -> str:
+                 append: str | None = None, extra=(), program: str | None = None,
+                 firmware_dir: str | None = None) -> str:
         """Command line booting the test guest with QEMU + KVM (the peer).
         append defaults to "console=<qemu_console> <GUEST_CMDLINE[arch]>".
+        program and firmware_dir replace the peer's binary and its -L
+        directory (another QEMU in the payload, e.g. QEMU 10).
         arm64: `-M virt`
         with an in-kernel GICv3 (KVM in the arm64 test host has no GICv2)
         and no NIC (its virtio-net-pci would want an option ROM that the
         payload does not carry, and minivmm has no NIC either)."""
         if append is None:
             append = f"console={self.qemu_console} {GUEST_CMDLINE[self.arch]}"
-        argv = [self.path(self.qemu_name)]
-        if self.qemu_firmware_dir():
-            argv += ["-L", self.qemu_firmware_dir()]
+        argv = [program or self.path(self.qemu_name)]
+        firmware_dir = firmware_dir or self.qemu_firmware_dir()
+        if firmware_dir:
+            argv += ["-L", firmware_dir]
         if self.arch == "arm64":
             argv += ["-M", "virt,gic-version=3", "-nic", "none"]
         argv += ["-accel", "kvm", "-cpu", "host", "-m", str(mem_mb), "-smp", str(cpus),
@@ -607,7 +641,7 @@ class TestHostVM(Host):
         self.memory = memory
         self.cpus = cpus
         self.payload_mode = payload_mode
-        self.qemu = qemu or _QEMU_NAME[self.arch]
+        self.qemu = qemu or testhost_qemu(self.arch)
         self.cache_dir = cache_dir
         self._proc: subprocess.Popen | None = None
         self._console: _Channel | None = None
