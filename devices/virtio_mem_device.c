@@ -3,6 +3,7 @@
  * handler's tests link without a virtqueue. */
 #include <endian.h>
 #include <string.h>
+#include <time.h>
 
 #include "devices/virtio_mem.h"
 
@@ -77,6 +78,13 @@ static void mem_reset(void *dev)
         m->observer(m->observer_opaque, m, VIRTIO_MEM_EVENT_DRIVER_RESET);
 }
 
+static uint64_t monotonic_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);    /* cannot fail for this clock */
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
 static bool reply(struct virtq *q, const struct virtq_chain *chain,
                   const struct virtio_mem_resp *resp)
 {
@@ -111,7 +119,12 @@ static bool serve_chain(struct virtio_mem *m, struct virtq *q, const struct virt
         resp.type = htole16(VIRTIO_MEM_RESP_ERROR);
         return reply(q, chain, &resp);
     }
+    uint64_t t0 = monotonic_ns();
     virtio_mem_handle_request(m, &req, &resp, cancel);
+    uint64_t spent = monotonic_ns() - t0;
+    pthread_mutex_lock(&m->lock);
+    m->stats.serving_ns += spent;
+    pthread_mutex_unlock(&m->lock);
     log_debug("virtio-mem %s: request %u addr 0x%llx blocks %u -> %u", m->id, le16toh(req.type),
               (unsigned long long)le64toh(req.addr), le16toh(req.nb_blocks), le16toh(resp.type));
     return reply(q, chain, &resp);

@@ -91,6 +91,7 @@ static void fill_info(struct vm_virtio_mem *v, const struct virtio_mem_opts *o,
         .resp_nack = v->dev.stats.nack,
         .resp_busy = v->dev.stats.busy,
         .resp_error = v->dev.stats.error,
+        .serving_ns = v->dev.stats.serving_ns,
     };
     pthread_mutex_unlock(&v->dev.lock);
 
@@ -288,6 +289,12 @@ void vmc_metrics(struct vm *vm, FILE *out)
         fprintf(out, "minivmm_virtio_mem_driver_active{id=\"%s\",node=\"%u\"} %d\n", devs[i].id,
                 devs[i].node, !strcmp(devs[i].driver_state, "active"));
 
+    fprintf(out, "# HELP minivmm_virtio_mem_serving_seconds_total Time the device spent serving "
+                 "driver requests (its backing work included: populate, discard, memslots).\n"
+                 "# TYPE minivmm_virtio_mem_serving_seconds_total counter\n");
+    for (unsigned i = 0; i < have; i++)
+        fprintf(out, "minivmm_virtio_mem_serving_seconds_total{id=\"%s\",node=\"%u\"} %.6f\n",
+                devs[i].id, devs[i].node, (double)devs[i].serving_ns / 1e9);
     fprintf(out, "# HELP minivmm_virtio_mem_requests_total Driver requests by type.\n"
                  "# TYPE minivmm_virtio_mem_requests_total counter\n");
     for (unsigned i = 0; i < have; i++)

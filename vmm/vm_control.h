@@ -35,6 +35,7 @@ struct vmc_virtio_mem_info {
     uint32_t memslots;          /* KVM memslots registered now */
     uint64_t req_plug, req_unplug, req_unplug_all, req_state;
     uint64_t resp_ack, resp_nack, resp_busy, resp_error;
+    uint64_t serving_ns;        /* time the device spent serving requests */
 };
 
 void vmc_vm_info(struct vm *vm, struct vmc_vm_info *out);
