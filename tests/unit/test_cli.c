@@ -111,13 +111,15 @@ TEST(huge_pages)
     CHECK_EQ(parse(&cfg, err, sizeof(err), "--kernel", existing_file(), "--mem", "2G,hugepages=1G",
                    "--virtio-mem", "a:4G,hugepages=2M", "--virtio-mem", "b:4G,hugepages=1G",
                    "--virtio-mem", "c:4G,block=1G,hugepages=2M", "--virtio-mem", "d:4G",
-                   "--virtio-mem", "e:4G,hugepages=off", "--virtio-mem", "f:4G,hugepages=thp",
+                   "--virtio-mem", "e:4G,hugepages=off,guard=off", "--virtio-mem",
+                   "f:4G,hugepages=thp,guard=off",
                    "--mem", "1G,hugepages=shmem", NULL),
              CLI_ERROR);     /* --mem twice */
     CHECK_EQ(parse(&cfg, err, sizeof(err), "--kernel", existing_file(), "--mem", "2G,hugepages=1G",
                    "--virtio-mem", "a:4G,hugepages=2M", "--virtio-mem", "b:4G,hugepages=1G",
                    "--virtio-mem", "c:4G,block=1G,hugepages=2M", "--virtio-mem", "d:4G",
-                   "--virtio-mem", "e:4G,hugepages=off", "--virtio-mem", "f:4G,hugepages=thp",
+                   "--virtio-mem", "e:4G,hugepages=off,guard=off", "--virtio-mem",
+                   "f:4G,hugepages=thp,guard=off",
                    "--virtio-mem", "g:4G,hugepages=shmem", NULL),
              CLI_RUN);
     CHECK_EQ(cfg.mem_size, 2ULL << 30);
@@ -152,6 +154,11 @@ TEST(huge_pages)
     CHECK_EQ(cfg.mem_backing.kind, MEM_BACKING_THP);
 
     const char *k = existing_file();
+    /* Anonymous regions only without the guard (virtio_mem_opts.c says why). */
+    EXPECT_ERROR("f: hugepages=thp needs guard=off: a guarded region is a memfd", "--kernel", k,
+                 "--virtio-mem", "f:4G,hugepages=thp");
+    EXPECT_ERROR("e: hugepages=off needs guard=off", "--kernel", k, "--virtio-mem",
+                 "e:4G,guard=on,hugepages=off");
     EXPECT_ERROR("--mem 1536M: must be a multiple of the huge page size 1G", "--kernel", k, "--mem",
                  "1536M,hugepages=1G");
     EXPECT_ERROR("--mem 33M: must be a multiple of the huge page size 2M", "--kernel", k, "--mem",
