@@ -109,10 +109,6 @@ TEST(huge_pages)
     struct vm_config cfg;
     char err[512];
     CHECK_EQ(parse(&cfg, err, sizeof(err), "--kernel", existing_file(), "--mem", "2G,hugepages=1G",
-                   "--virtio-mem", "a:4G,hugepages=2M", "--virtio-mem", "b:4G,hugepages=1G",
-                   "--virtio-mem", "c:4G,block=1G,hugepages=2M", "--virtio-mem", "d:4G",
-                   "--virtio-mem", "e:4G,hugepages=off,guard=off", "--virtio-mem",
-                   "f:4G,hugepages=thp,guard=off",
                    "--mem", "1G,hugepages=shmem", NULL),
              CLI_ERROR);     /* --mem twice */
     CHECK_EQ(parse(&cfg, err, sizeof(err), "--kernel", existing_file(), "--mem", "2G,hugepages=1G",
