@@ -8,12 +8,15 @@
  *    arch_kvm_vm_type            KVM_CREATE_VM's argument
  *    arch_ram_layout             boot RAM's memslots
  *    arch_vm_init                interrupt controller, vm->arch
- *    arch_load_kernel            kernel, initrd, command line, boot structures
+ *    arch_load_kernel            plans kernel and initrd; command line, boot structures
  *    arch_vcpu_init              for each vCPU just after KVM_CREATE_VCPU
  *    arch_vm_finalize            once every vCPU exists
  *    arch_devices_create         the arch's own devices (the console UART)
  *    (the virtio devices)        generic: vmm/vm_devices.c
  *    arch_describe_devices       ACPI tables / device tree
+ * then vm_load_payload (at start after the API listens, so the API answers
+ * while the kernel is still being read; at a reset right away):
+ *    arch_load_payload           the kernel and initrd bytes into guest memory
  * and vm_destroy (or the reset) ends with arch_vm_destroy. */
 #ifndef MINIVMM_ARCH_H
 #define MINIVMM_ARCH_H
@@ -88,12 +91,13 @@ int arch_kvm_vm_type(struct vm *vm, unsigned long *type);
  * bound yet (arm64's KVM_IRQFD waits for arch_vm_finalize). */
 int arch_vm_init(struct vm *vm);
 
-/* Loads vm->cfg's kernel, initrd and command line into guest memory and
- * decides every boot-time address, that of the device description
- * included (arch_describe_devices writes it later), so that arch_vcpu_init
- * can give the boot vCPU its entry state. Returns -EINVAL etc. with the
- * problem logged; the file is the user's fault when the return is -ENOEXEC
- * (exit status 2). */
+/* Checks vm->cfg's kernel and initrd, writes the command line and boot
+ * structures, and decides every boot-time address: the kernel's, the
+ * initrd's and the device description's (arch_describe_devices writes it
+ * later), so that arch_vcpu_init can give the boot vCPU its entry state.
+ * The kernel and initrd bytes are read later by arch_load_payload. Returns
+ * -EINVAL etc. with the problem logged; the file is the user's fault when
+ * the return is -ENOEXEC (exit status 2). */
 int arch_load_kernel(struct vm *vm);
 
 /* Per-vCPU setup just after KVM_CREATE_VCPU: CPU identity, registers, and
@@ -116,6 +120,11 @@ int arch_devices_create(struct vm *vm);
  * (ACPI tables on x86_64, a device tree on arm64), at the place
  * arch_load_kernel chose. Called after the virtio devices exist. */
 int arch_describe_devices(struct vm *vm);
+
+/* Reads the kernel and initrd arch_load_kernel planned into guest memory,
+ * after the whole VM is built. A file that no longer matches the plan is
+ * the user's fault (-ENOEXEC, logged); the guest never runs a mix. */
+int arch_load_payload(struct vm *vm);
 
 /* Frees vm->arch and what arch_vm_init and arch_devices_create made; safe
  * on a partly built VM. vm->console is cleared. */

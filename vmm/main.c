@@ -119,6 +119,18 @@ int main(int argc, char **argv)
     if (api)
         startup_mark(STARTUP_API_LISTENING);
 
+    /* The kernel and initrd are the longest part of the start (megabytes
+     * into fresh guest memory): the API answers meanwhile. */
+    if (vm_load_payload(&vm, &usage_error) < 0) {
+        event_publish(&vm.events, "shutdown", "\"reason\":\"error\",\"status\":%d",
+                      usage_error ? EXIT_USAGE : 1);
+        event_bus_close(&vm.events);
+        api_server_stop(api);
+        vm_destroy(&vm);
+        return usage_error ? EXIT_USAGE : 1;
+    }
+    startup_mark(STARTUP_PAYLOAD_LOADED);
+
     /* Guest output leaves through a non-blocking stdout of its own. */
     struct console_output console_out;
     console_output_open(&console_out, STDOUT_FILENO);

@@ -45,6 +45,7 @@ const char *startup_step_name(enum startup_step step)
         [STARTUP_MAIN] = "main",
         [STARTUP_VM_BUILT] = "vm_built",
         [STARTUP_API_LISTENING] = "api_listening",
+        [STARTUP_PAYLOAD_LOADED] = "payload_loaded",
         [STARTUP_FIRST_KVM_RUN] = "first_kvm_run",
     };
     return (unsigned)step < STARTUP_N_STEPS ? names[step] : "?";

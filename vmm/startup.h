@@ -11,8 +11,9 @@
 
 enum startup_step {
     STARTUP_MAIN,           /* main() entered: libraries loaded, constructors run */
-    STARTUP_VM_BUILT,       /* vm_create done: KVM VM, memory, kernel, devices */
+    STARTUP_VM_BUILT,       /* vm_create done: KVM VM, memory, devices, boot plan */
     STARTUP_API_LISTENING,  /* the API socket listens and its threads run */
+    STARTUP_PAYLOAD_LOADED, /* kernel and initrd read into guest memory */
     STARTUP_FIRST_KVM_RUN,  /* vCPU 0 is about to enter KVM_RUN for the first time */
     STARTUP_N_STEPS
 };

@@ -117,7 +117,8 @@ static int create_vcpu(struct vm *vm, struct vcpu *vcpu, unsigned index)
 }
 
 /* Everything of the VM that a guest reboot rebuilds: KVM, memory, devices,
- * the loaded kernel and the vCPUs. */
+ * the kernel's boot plan and the vCPUs (vm_load_payload then reads the
+ * kernel). */
 static int vm_build(struct vm *vm, bool *usage_error)
 {
     const struct vm_config *cfg = vm->cfg;
@@ -233,6 +234,13 @@ int vm_create(struct vm *vm, const struct vm_config *cfg, bool *usage_error)
     return vm_build(vm, usage_error);
 }
 
+int vm_load_payload(struct vm *vm, bool *usage_error)
+{
+    int rc = arch_load_payload(vm);
+    *usage_error = rc == -ENOEXEC;
+    return rc;
+}
+
 int vm_reset(struct vm *vm)
 {
     /* A system reset as a power cycle: a fresh KVM VM leaves no stale
@@ -255,6 +263,8 @@ int vm_reset(struct vm *vm)
     __atomic_add_fetch(&vm->reboots, 1, __ATOMIC_RELAXED);
     bool usage_error;
     int rc = vm_build(vm, &usage_error);
+    if (rc == 0)
+        rc = vm_load_payload(vm, &usage_error);
     pthread_rwlock_unlock(&vm->control_lock);
     if (rc < 0)
         log_error("rebuilding the VM after the guest's reboot failed");

@@ -93,10 +93,16 @@ struct vm {
     uint64_t reboots;           /* guest resets served */
 };
 
-/* Creates the VM, its memory and platform devices and loads the kernel.
- * Returns 0, or a negative errno with the cause logged; *usage_error is set
- * when the user's input (kernel/initrd file) is at fault. */
+/* Creates the VM, its memory and platform devices, and plans the kernel's
+ * boot: everything but the kernel and initrd bytes, which vm_load_payload
+ * reads before the first vm_start (main starts the API in between). Returns
+ * 0, or a negative errno with the cause logged; *usage_error is set when the
+ * user's input (kernel/initrd file) is at fault. */
 int vm_create(struct vm *vm, const struct vm_config *cfg, bool *usage_error);
+
+/* Reads the kernel and initrd into guest memory; after vm_create, before
+ * the first vm_start. Same returns as vm_create. */
+int vm_load_payload(struct vm *vm, bool *usage_error);
 
 /* After vm_wait ended with VM_STOP_REBOOT: takes the reboot (its detail
  * copied out), making the VM running again, unless a stop that ends the VMM

@@ -185,6 +185,13 @@ int arch_vm_init(struct vm *vm)
 int arch_load_kernel(struct vm *vm)
 {
     struct arm64_vm *a = vm->arch;
+    struct arm64_image_info image;
+    return arm64_loader_plan(vm->cfg, &image, &a->plan);
+}
+
+int arch_load_payload(struct vm *vm)
+{
+    const struct arm64_vm *a = vm->arch;
     return arm64_loader_load(vm->cfg, &vm->mem, &a->plan);
 }
 

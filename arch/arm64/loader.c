@@ -1,6 +1,7 @@
 #include "arch/arm64/loader.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <fcntl.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -111,19 +112,35 @@ static int load_initrd(const struct vm_config *cfg, const struct guest_mem *gm,
     return rc;
 }
 
+static bool same_plan(const struct arm64_boot_plan *a, const struct arm64_boot_plan *b)
+{
+    return a->kernel_base == b->kernel_base && a->kernel_entry == b->kernel_entry &&
+           a->kernel_end == b->kernel_end && a->initrd_addr == b->initrd_addr &&
+           a->initrd_size == b->initrd_size && a->fdt_addr == b->fdt_addr;
+}
+
 int arm64_loader_load(const struct vm_config *cfg, const struct guest_mem *gm,
-                      struct arm64_boot_plan *plan)
+                      const struct arm64_boot_plan *planned)
 {
     struct arm64_image_info image;
-    int fd = plan_open(cfg, &image, plan);
+    struct arm64_boot_plan plan;
+    int fd = plan_open(cfg, &image, &plan);
     if (fd < 0)
         return fd;
+    /* The device tree and the boot vCPU already use the plan: files that
+     * changed since would boot a mix. */
+    if (!same_plan(&plan, planned)) {
+        log_error("--kernel %s or --initrd: changed while the VM was being built",
+                  cfg->kernel_path);
+        close(fd);
+        return -ENOEXEC;
+    }
     /* The Image is read straight into guest memory at its load address. */
-    uint8_t *dst = guest_mem_ptr(gm, plan->kernel_entry, image.load_size);
+    uint8_t *dst = guest_mem_ptr(gm, plan.kernel_entry, image.load_size);
     int rc = dst ? read_exactly(fd, "--kernel", cfg->kernel_path, dst, image.load_size)
                  : -EFAULT;
     close(fd);
     if (!rc && cfg->initrd_path)
-        rc = load_initrd(cfg, gm, plan);
+        rc = load_initrd(cfg, gm, &plan);
     return rc;
 }

@@ -13,9 +13,10 @@
 int arm64_loader_plan(const struct vm_config *cfg, struct arm64_image_info *image,
                       struct arm64_boot_plan *plan);
 
-/* Plans as above, then copies the Image and the initrd into gm where the
- * plan puts them. */
+/* Plans again and copies the Image and the initrd into gm where the plan
+ * puts them; a plan that differs from planned (the files changed since
+ * arm64_loader_plan) is refused with -ENOEXEC. */
 int arm64_loader_load(const struct vm_config *cfg, const struct guest_mem *gm,
-                      struct arm64_boot_plan *plan);
+                      const struct arm64_boot_plan *planned);
 
 #endif

@@ -134,6 +134,7 @@ int arch_vm_init(struct vm *vm)
         return -ENOMEM;
     vm->arch = x;
     io_bus_init(&x->pio, "pio");
+    x->kernel.fd = x->initrd.fd = -1;
     arch_ram_layout(vm->cfg->mem_size, x->ram, ARCH_MAX_RAM_RANGES, &x->n_ram);
 
     int rc = vm_ioctl(vm, KVM_SET_TSS_ADDR, X86_KVM_TSS_ADDR, "KVM_SET_TSS_ADDR");
@@ -222,7 +223,7 @@ static int read_file_at(int fd, const char *option, const char *path, uint8_t *d
 /* Opens the kernel and reads its head (boot sector and setup header) into
  * head, which holds BZIMAGE_HEAD_SIZE bytes; its length in *file_len.
  * Nothing else of the file is read here: the protected-mode kernel goes
- * straight from the file into guest memory (load_payload), so no copy of the
+ * straight from the file into guest memory (arch_load_payload), so no copy of the
  * image stays in the VMM's heap (a malloc'd 14 MiB image was kept by glibc
  * after free: it raised the mmap threshold). Returns the open fd or a
  * negative errno (logged). */
@@ -268,10 +269,9 @@ static int open_bzimage(const char *path, uint8_t *head, struct bzimage_info *k)
     return fd;
 }
 
-/* Reads the initrd straight into guest memory at the highest page-aligned
- * address the kernel accepts, above the kernel's own working area. */
-static int load_initrd(struct vm *vm, const struct bzimage_info *k, uint64_t *addr,
-                       uint64_t *size)
+/* Places the initrd at the highest page-aligned address the kernel accepts,
+ * above the kernel's own working area; arch_load_payload reads it there. */
+static int plan_initrd(struct vm *vm, const struct bzimage_info *k)
 {
     const char *path = vm->cfg->initrd_path;
     struct x86_vm *x = vm->arch;
@@ -297,19 +297,22 @@ static int load_initrd(struct vm *vm, const struct bzimage_info *k, uint64_t *ad
         close(fd);
         return -ENOEXEC;
     }
-    uint64_t gpa = (limit - len) & ~0xfffULL;
-    uint8_t *dst = guest_mem_ptr(&vm->mem, gpa, len);
-    if (!dst) {
-        close(fd);
-        return -EFAULT;
-    }
-    int rc = read_file_at(fd, "--initrd", path, dst, len, 0);
-    close(fd);
-    if (rc)
-        return rc;
-    *addr = gpa;
-    *size = len;
+    x->initrd = (struct x86_payload){
+        .fd = fd, .file_off = 0, .gpa = (limit - len) & ~0xfffULL, .len = len};
     return 0;
+}
+
+/* Reads one planned file into guest memory and closes it. */
+static int read_payload(struct vm *vm, struct x86_payload *p, const char *option,
+                        const char *path)
+{
+    if (p->fd < 0)
+        return 0;
+    uint8_t *dst = guest_mem_ptr(&vm->mem, p->gpa, p->len);
+    int rc = dst ? read_file_at(p->fd, option, path, dst, p->len, p->file_off) : -EFAULT;
+    close(p->fd);
+    p->fd = -1;
+    return rc;
 }
 
 int arch_check_kernel(const struct vm_config *cfg)
@@ -352,14 +355,15 @@ int arch_load_kernel(struct vm *vm)
     if (fd < 0)
         return fd;
     /* The file may have changed since arch_check_kernel: this parse is the
-     * one that counts, and the fit in RAM is checked again by
-     * guest_mem_ptr. */
-    uint8_t *dst = guest_mem_ptr(&vm->mem, k.load_addr, k.payload_size);
-    int rc = dst ? read_file_at(fd, "--kernel", path, dst, k.payload_size, k.setup_size)
-                 : -EFAULT;
-    close(fd);
-    if (rc)
-        return rc;
+     * one that counts. The protected-mode kernel is read from this fd by
+     * arch_load_payload; that it fits in RAM is checked here. */
+    if (!guest_mem_ptr(&vm->mem, k.load_addr, k.payload_size)) {
+        close(fd);
+        return -EFAULT;
+    }
+    x->kernel = (struct x86_payload){
+        .fd = fd, .file_off = k.setup_size, .gpa = k.load_addr, .len = k.payload_size};
+    int rc;
 
     const char *cmdline = vm->cfg->cmdline ? vm->cfg->cmdline : arch_default_cmdline();
     size_t cmdline_len = strlen(cmdline);
@@ -367,9 +371,8 @@ int arch_load_kernel(struct vm *vm)
     if (rc)
         return rc;
 
-    uint64_t initrd_addr = 0, initrd_size = 0;
     if (vm->cfg->initrd_path) {
-        rc = load_initrd(vm, &k, &initrd_addr, &initrd_size);
+        rc = plan_initrd(vm, &k);
         if (rc)
             return rc;
     }
@@ -384,8 +387,8 @@ int arch_load_kernel(struct vm *vm)
         .kernel_header_len = sizeof(head),
         .cmdline_addr = X86_CMDLINE_ADDR,
         .cmdline_len = (uint32_t)cmdline_len,
-        .initrd_addr = initrd_addr,
-        .initrd_size = initrd_size,
+        .initrd_addr = x->initrd.fd >= 0 ? x->initrd.gpa : 0,
+        .initrd_size = x->initrd.fd >= 0 ? x->initrd.len : 0,
         .rsdp_addr = X86_ACPI_TABLES_ADDR,
         .ram = x->ram,
         .n_ram = x->n_ram,
@@ -398,6 +401,15 @@ int arch_load_kernel(struct vm *vm)
     }
     rc = guest_mem_write(&vm->mem, X86_ZERO_PAGE_ADDR, &bp, sizeof(bp));
     x->entry = k.entry64;
+    return rc;
+}
+
+int arch_load_payload(struct vm *vm)
+{
+    struct x86_vm *x = vm->arch;
+    int rc = read_payload(vm, &x->kernel, "--kernel", vm->cfg->kernel_path);
+    if (!rc)
+        rc = read_payload(vm, &x->initrd, "--initrd", vm->cfg->initrd_path);
     return rc;
 }
 
@@ -487,6 +499,10 @@ void arch_vm_destroy(struct vm *vm)
         serial_16550_destroy(&x->com1);
     if (x->com1_irq_ready)
         irq_level_destroy(&x->com1_irq);
+    if (x->kernel.fd >= 0)
+        close(x->kernel.fd);
+    if (x->initrd.fd >= 0)
+        close(x->initrd.fd);
     free(x->supported_cpuid);
     free(x);
     vm->arch = NULL;

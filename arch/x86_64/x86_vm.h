@@ -20,6 +20,13 @@ struct x86_vm {
     bool com1_ready;
     struct kvm_cpuid2 *supported_cpuid;
     uint64_t entry;
+    /* The payload arch_load_kernel planned and arch_load_payload reads:
+     * the files stay open in between, so what is read is what was checked
+     * (-1: nothing left to read). */
+    struct x86_payload {
+        int fd;
+        uint64_t file_off, gpa, len;
+    } kernel, initrd;
     struct mem_range ram[ARCH_MAX_RAM_RANGES];
     unsigned n_ram;
 };
