@@ -26,6 +26,7 @@ struct virtio_mem_opts {
     char id[CONFIG_VIRTIO_MEM_ID_MAX + 1];
     uint64_t size;                 /* region size */
     uint64_t block_size;
+    uint64_t slot_size;            /* slot=: KVM memslot size; 0: the layout's policy */
     uint64_t requested;            /* plugged at boot by the guest */
     unsigned node;
     struct mem_backing backing;    /* hugepages=: thp (default), off or a hugetlbfs size */

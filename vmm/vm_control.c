@@ -107,6 +107,7 @@ static void fill_info(struct vm_virtio_mem *v, const struct virtio_mem_opts *o,
     out->host_backed_bytes = hotplug_mem_resident(&v->mem);
     out->blocked_accesses = __atomic_load_n(&v->mem.blocked_accesses, __ATOMIC_RELAXED);
     out->memslots = memslots;
+    out->slot_size = v->mem.slot_size;
     /* With the guard only plugged blocks are ever backed. Without it a
      * guest can make the host back any page of a registered memslot, and a
      * memslot's memory all goes when it is removed. A change in flight may
@@ -184,6 +185,8 @@ static const struct dev_metric dev_metrics[] = {
     {"minivmm_virtio_mem_region_size_bytes", "gauge", "Size of the hotpluggable region.",
      DEV_FIELD(region_size)},
     {"minivmm_virtio_mem_block_size_bytes", "gauge", "Plug granularity.", DEV_FIELD(block_size)},
+    {"minivmm_virtio_mem_slot_size_bytes", "gauge", "Size of each KVM memslot of the region.",
+     DEV_FIELD(slot_size)},
     {"minivmm_virtio_mem_usable_region_size_bytes", "gauge",
      "Part of the region the driver may plug.", DEV_FIELD(usable_region_size)},
     {"minivmm_virtio_mem_plugged_size_bytes", "gauge", "Memory the guest has plugged.",

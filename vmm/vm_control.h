@@ -33,6 +33,7 @@ struct vmc_virtio_mem_info {
                                  * the guard, the registered memslots without it */
     uint64_t blocked_accesses;  /* guest touches of unplugged memory refused */
     uint32_t memslots;          /* KVM memslots registered now */
+    uint64_t slot_size;         /* the size of each (slot= or the layout's policy) */
     uint64_t req_plug, req_unplug, req_unplug_all, req_state;
     uint64_t resp_ack, resp_nack, resp_busy, resp_error;
     uint64_t serving_ns;        /* time the device spent serving requests */

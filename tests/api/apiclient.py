@@ -135,7 +135,7 @@ class Vmm:
 
     def args(self):
         return [self.binary, "--kernel", self.kernel, "--cmdline", "s", "--mem", "64M",
-                "--virtio-mem", "node0:8G", "--virtio-mem", "x:2G,node=1",
+                "--virtio-mem", "node0:8G", "--virtio-mem", "x:2G,node=1,slot=512M",
                 "--api-sock", self.sock, *self.extra]
 
     def start(self, wait=True):

@@ -15,7 +15,7 @@ G = 1 << 30
 M = 1 << 20
 DEV_FIELDS = {"id", "node", "addr", "region_size", "block_size", "page_size", "usable_region_size",
               "plugged_size", "requested_size", "driver_state", "host_backed_bytes", "host_backed_bound",
-              "blocked_accesses", "memslots"}
+              "blocked_accesses", "memslots", "slot_size"}
 
 
 def patch(vmm, dev, body, query="", headers=None):
@@ -53,6 +53,8 @@ def test_virtio_mem_list_and_one(vmm):
         assert d["page_size"] == 4096
     assert devs[0]["node"] == 0 and devs[0]["region_size"] == 8 * G
     assert devs[1]["node"] == 1 and devs[1]["region_size"] == 2 * G
+    # node0 has the default slot size, x its slot=512M.
+    assert devs[0]["slot_size"] == G and devs[1]["slot_size"] == 512 * M
     one = request(vmm.sock, "GET", "/virtio-mem/x")
     assert one.status == 200
     assert {k: v for k, v in one.json().items() if k != "host_backed_bytes"} == \
@@ -352,6 +354,8 @@ def test_metrics_are_prometheus_text_with_per_device_series(vmm):
     assert value("minivmm_boot_memory_bytes") == 64 * M
     assert value("minivmm_virtio_mem_region_size_bytes", id="node0", node="0") == 8 * G
     assert value("minivmm_virtio_mem_region_size_bytes", id="x", node="1") == 2 * G
+    assert value("minivmm_virtio_mem_slot_size_bytes", id="node0", node="0") == G
+    assert value("minivmm_virtio_mem_slot_size_bytes", id="x", node="1") == 512 * M
     assert value("minivmm_virtio_mem_requested_size_bytes", id="node0") == G
     assert value("minivmm_virtio_mem_plugged_size_bytes", id="x") == 0
     assert value("minivmm_virtio_mem_requests_total", id="x", type="plug") == 0

@@ -90,3 +90,11 @@ def test_undocumented_methods_are_405(vmm, path):
 def test_undocumented_paths_are_404(vmm, path):
     assert request(vmm.sock, "GET", path).status == 404
     assert request(vmm.sock, "PUT", path, body={"action": "probe"}).status == 404
+
+
+def test_virtio_mem_schema_matches_the_response(vmm):
+    """The VirtioMem schema documents exactly the fields GET /virtio-mem/ID
+    returns, all of them required."""
+    schema = load_spec()["components"]["schemas"]["VirtioMem"]
+    dev = request(vmm.sock, "GET", "/virtio-mem/node0").json()
+    assert set(schema["required"]) == set(schema["properties"]) == set(dev), dev

@@ -6,6 +6,7 @@
 #include "unit.h"
 #include "vmm/arch.h"
 #include "vmm/cli/cli.h"
+#include "vmm/hotplug/layout.h"
 
 /* A readable file to stand in for kernel and initrd paths. */
 static const char *existing_file(void)
@@ -324,6 +325,73 @@ TEST(virtio_mem_bad_values_name_the_option)
                  "--virtio-mem", "b:1G", "--virtio-mem", "c:1G", "--virtio-mem", "d:1G",
                  "--virtio-mem", "e:1G", "--virtio-mem", "f:1G", "--virtio-mem", "g:1G",
                  "--virtio-mem", "h:1G", "--virtio-mem", "i:1G");
+}
+
+/* slot=SIZE chooses the KVM memslot size; without it the layout's policy
+ * (1 GiB where the region allows) stays. */
+TEST(virtio_mem_slot_size)
+{
+    struct vm_config cfg;
+    char err[512];
+    CHECK_EQ(parse(&cfg, err, sizeof(err), "--kernel", existing_file(), "--mem", "1G",
+                   "--virtio-mem", "a:64G,slot=128M", "--virtio-mem", "b:64G,slot=512M",
+                   "--virtio-mem", "c:64G,slot=1G", "--virtio-mem", "d:64G,slot=4G",
+                   "--virtio-mem", "e:64G", "--virtio-mem", "f:4G,block=256M,slot=256M",
+                   "--virtio-mem", "g:1536M,slot=512M", "--virtio-mem", "h:8G,hugepages=1G,slot=2G",
+                   NULL),
+             CLI_RUN);
+    CHECK_EQ(cfg.n_virtio_mem, 8);
+    CHECK_EQ(cfg.virtio_mem[0].slot_size, 128ULL << 20);
+    CHECK_EQ(cfg.virtio_mem[1].slot_size, 512ULL << 20);
+    CHECK_EQ(cfg.virtio_mem[2].slot_size, 1ULL << 30);
+    CHECK_EQ(cfg.virtio_mem[3].slot_size, 4ULL << 30);
+    CHECK_EQ(cfg.virtio_mem[4].slot_size, 0);           /* not given: the layout chooses */
+    CHECK_EQ(cfg.virtio_mem[5].slot_size, 256ULL << 20);
+    CHECK_EQ(cfg.virtio_mem[6].slot_size, 512ULL << 20);
+    CHECK_EQ(cfg.virtio_mem[7].slot_size, 2ULL << 30);
+    struct hotplug_placement p[8];
+    CHECK_EQ(hotplug_layout(&cfg, p, err, sizeof(err)), 0);
+    CHECK_EQ(p[0].slot_size, 128ULL << 20);
+    CHECK_EQ(p[0].n_slots, 512);
+    CHECK_EQ(p[1].n_slots, 128);
+    CHECK_EQ(p[2].n_slots, 64);
+    CHECK_EQ(p[3].n_slots, 16);
+    CHECK_EQ(p[4].slot_size, 1ULL << 30);             /* the default policy, unchanged */
+    CHECK_EQ(p[4].n_slots, 64);
+    CHECK_EQ(p[5].n_slots, 16);
+    CHECK_EQ(p[6].n_slots, 3);
+    CHECK_EQ(p[7].n_slots, 4);
+}
+
+TEST(virtio_mem_bad_slot_sizes_name_the_device)
+{
+    const char *k = existing_file();
+    EXPECT_ERROR("--virtio-mem m: slot=384M: must be a power of two", "--kernel", k,
+                 "--virtio-mem", "m:12G,slot=384M");
+    EXPECT_ERROR("--virtio-mem m: slot=0: must be a power of two", "--kernel", k,
+                 "--virtio-mem", "m:4G,slot=0");
+    EXPECT_ERROR("--virtio-mem m: slot=lots", "--kernel", k, "--virtio-mem", "m:4G,slot=lots");
+    EXPECT_ERROR("--virtio-mem m: slot=64M: smaller than 128M (the block size 2M and Linux's "
+                 "128M memory block)", "--kernel", k, "--virtio-mem", "m:4G,slot=64M");
+    EXPECT_ERROR("--virtio-mem m: slot=256M: smaller than 512M (the block size 512M",
+                 "--kernel", k, "--virtio-mem", "m:4G,block=512M,slot=256M");
+    /* A 1G huge page makes the block 1G: a slot holds whole pages too. */
+    EXPECT_ERROR("--virtio-mem m: slot=512M: smaller than 1G (the block size 1G", "--kernel", k,
+                 "--virtio-mem", "m:4G,hugepages=1G,slot=512M");
+    EXPECT_ERROR("--virtio-mem m: slot=1G: does not divide the region size 1536M", "--kernel", k,
+                 "--virtio-mem", "m:1536M,slot=1G");
+    EXPECT_ERROR("--virtio-mem m: slot=8G: does not divide the region size 4G", "--kernel", k,
+                 "--virtio-mem", "m:4G,slot=8G");
+    uint64_t start, end;
+    arch_hotplug_window(1ULL << 30, &start, &end);
+    if (end - start < (5ULL << 40)) {
+        unit_skip("guest-physical window below 5T: no room for a 4T region");
+        return;
+    }
+    /* 4T in 128M slots is 32768 memslots, more than KVM's 32764. */
+    EXPECT_ERROR("--virtio-mem m: size 4T needs 32768 KVM memslots of 128M, more than KVM "
+                 "offers; a larger slot= helps", "--kernel", k, "--mem", "1G", "--virtio-mem",
+                 "m:4T,slot=128M");
 }
 
 TEST(on_reboot)

@@ -119,3 +119,70 @@ TEST(too_many_memslots)
     CHECK_EQ(hotplug_layout(&cfg, p, err, sizeof(err)), -ENOSPC);
     CHECK_STR_CONTAINS(err, "KVM memslots");
 }
+
+/* slot= (virtio_mem_opts.slot_size) replaces the policy for its device
+ * alone; the others keep it. */
+TEST(explicit_slot_size_is_used_as_given)
+{
+    const uint64_t sizes[] = {64ULL << 30, 64ULL << 30, 64ULL << 30, 1536ULL << 20};
+    struct vm_config cfg = config_with(1ULL << 30, 4, sizes, NULL);
+    cfg.virtio_mem[0].slot_size = 128ULL << 20;
+    cfg.virtio_mem[1].slot_size = 512ULL << 20;
+    cfg.virtio_mem[3].slot_size = 128ULL << 20;
+    struct hotplug_placement p[4];
+    char err[256];
+    CHECK_EQ(hotplug_layout(&cfg, p, err, sizeof(err)), 0);
+    CHECK_EQ(p[0].slot_size, 128ULL << 20);
+    CHECK_EQ(p[0].n_slots, 512);
+    CHECK_EQ(p[1].slot_size, 512ULL << 20);
+    CHECK_EQ(p[1].n_slots, 128);
+    CHECK_EQ(p[2].slot_size, 1ULL << 30);      /* no slot=: the policy's 1G */
+    CHECK_EQ(p[2].n_slots, 64);
+    CHECK_EQ(p[3].slot_size, 128ULL << 20);    /* the policy would take 512M */
+    CHECK_EQ(p[3].n_slots, 12);
+    CHECK_EQ(p[1].first_slot, p[0].first_slot + 512);
+    CHECK_EQ(hotplug_layout_slots_end(p, 4), HOTPLUG_FIRST_SLOT + 512 + 128 + 64 + 12);
+}
+
+/* The policy would double the slot of a 1T region to keep it at 1024
+ * slots; slot= is taken as given while KVM has the memslots. */
+TEST(explicit_small_slots_for_a_large_region)
+{
+    const uint64_t sizes[] = {1ULL << 40};
+    struct vm_config cfg = config_with(1ULL << 30, 1, sizes, NULL);
+    cfg.virtio_mem[0].slot_size = 128ULL << 20;
+    uint64_t start, end;
+    arch_hotplug_window(cfg.mem_size, &start, &end);
+    if (end < (2ULL << 40)) {
+        unit_skip("host physical address width below 41 bits: no room for a 1T region");
+        return;
+    }
+    struct hotplug_placement p[1];
+    char err[256];
+    CHECK_EQ(hotplug_layout(&cfg, p, err, sizeof(err)), 0);
+    CHECK_EQ(p[0].slot_size, 128ULL << 20);
+    CHECK_EQ(p[0].n_slots, 8192);
+}
+
+TEST(explicit_slot_size_beyond_kvms_memslots)
+{
+    /* 4T in 128M slots: 32768 memslots after the 16 of boot RAM. */
+    const uint64_t sizes[] = {4ULL << 40};
+    uint64_t start, end;
+    arch_hotplug_window(1ULL << 30, &start, &end);
+    if (end - (8ULL << 30) < sizes[0]) {
+        unit_skip("host physical address width too small for this layout");
+        return;
+    }
+    struct vm_config cfg = config_with(1ULL << 30, 1, sizes, NULL);
+    cfg.virtio_mem[0].slot_size = 128ULL << 20;
+    struct hotplug_placement p[1];
+    char err[256];
+    CHECK_EQ(hotplug_layout(&cfg, p, err, sizeof(err)), -ENOSPC);
+    CHECK_STR_CONTAINS(err, "dev0: size 4T needs 32768 KVM memslots of 128M");
+    CHECK_STR_CONTAINS(err, "a larger slot= helps");
+    /* The same region in 256M slots fits: 16384 memslots. */
+    cfg.virtio_mem[0].slot_size = 256ULL << 20;
+    CHECK_EQ(hotplug_layout(&cfg, p, err, sizeof(err)), 0);
+    CHECK_EQ(p[0].n_slots, 16384);
+}

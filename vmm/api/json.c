@@ -123,7 +123,7 @@ json_t *api_json_vm(const struct vmc_vm_info *info)
 
 json_t *api_json_virtio_mem(const struct vmc_virtio_mem_info *d)
 {
-    return json_pack("{s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:s,s:I,s:I,s:I,s:I}", "id", d->id,
+    return json_pack("{s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:s,s:I,s:I,s:I,s:I,s:I}", "id", d->id,
                      "node", (json_int_t)d->node, "addr", (json_int_t)d->addr, "region_size",
                      (json_int_t)d->region_size, "block_size", (json_int_t)d->block_size,
                      "page_size", (json_int_t)d->page_size, "usable_region_size", (json_int_t)d->usable_region_size, "plugged_size",
@@ -131,7 +131,8 @@ json_t *api_json_virtio_mem(const struct vmc_virtio_mem_info *d)
                      "driver_state", d->driver_state, "host_backed_bytes",
                      (json_int_t)d->host_backed_bytes, "host_backed_bound",
                      (json_int_t)d->host_backed_bound, "blocked_accesses",
-                     (json_int_t)d->blocked_accesses, "memslots", (json_int_t)d->memslots);
+                     (json_int_t)d->blocked_accesses, "memslots", (json_int_t)d->memslots,
+                     "slot_size", (json_int_t)d->slot_size);
 }
 
 json_t *api_json_parse_object(const char *body, size_t len, const char *const *allowed,

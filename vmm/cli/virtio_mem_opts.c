@@ -71,7 +71,7 @@ int virtio_mem_opts_parse(const char *text, struct virtio_mem_opts *o, char *err
 
     const char *colon = strchr(text, ':');
     if (!colon)
-        return fail(err, errlen, "'%s': expected ID:SIZE[,node=N][,block=SIZE][,requested=SIZE]"
+        return fail(err, errlen, "'%s': expected ID:SIZE[,node=N][,block=SIZE][,slot=SIZE][,requested=SIZE]"
                     "[,prealloc=on|off][,guard=on|off][,hugepages=shmem|thp|off|SIZE]", text);
     size_t id_len = (size_t)(colon - text);
     if (id_len == 0)
@@ -122,6 +122,11 @@ int virtio_mem_opts_parse(const char *text, struct virtio_mem_opts *o, char *err
             if (parse_size_n(val, val_len, &o->block_size, &why) != 0)
                 return fail(err, errlen, "%s: block=%.*s: %s", o->id, (int)val_len, val, why);
             block_given = true;
+        } else if (KEY_IS("slot")) {
+            if (parse_size_n(val, val_len, &o->slot_size, &why) != 0)
+                return fail(err, errlen, "%s: slot=%.*s: %s", o->id, (int)val_len, val, why);
+            if (o->slot_size == 0)
+                return fail(err, errlen, "%s: slot=0: must be a power of two", o->id);
         } else if (KEY_IS("hugepages")) {
             if (hugepages_parse(val, val_len, &o->backing, &why) != 0)
                 return fail(err, errlen, "%s: hugepages=%.*s: %s", o->id, (int)val_len, val,
@@ -143,8 +148,8 @@ int virtio_mem_opts_parse(const char *text, struct virtio_mem_opts *o, char *err
                 prealloc_given = true;
         } else {
             return fail(err, errlen,
-                        "%s: unknown key '%.*s' (node, block, requested, prealloc, guard, "
-                        "hugepages)",
+                        "%s: unknown key '%.*s' (node, block, slot, requested, prealloc, "
+                        "guard, hugepages)",
                         o->id, (int)key_len, p);
         }
 #undef KEY_IS
@@ -190,13 +195,33 @@ int virtio_mem_opts_parse(const char *text, struct virtio_mem_opts *o, char *err
     }
     uint64_t memory_block = arch_guest_memory_block();
     uint64_t align = o->block_size > memory_block ? o->block_size : memory_block;
-    char c[32];
+    char c[32], d[32];
     if (o->size == 0 || o->size % align)
         return fail(err, errlen,
                     "%s: size %s: must be a non-zero multiple of %s (the block size and "
                     "Linux's %s memory block)",
                     o->id, size_format(o->size, a, sizeof(a)), size_format(align, b, sizeof(b)),
                     size_format(memory_block, c, sizeof(c)));
+    if (o->slot_size) {
+        /* A memslot holds whole blocks (a block is plugged and backed in
+         * one piece) and whole guest memory blocks (the guest adds memory
+         * in those), and the region is cut into slots with no remainder
+         * (hotplug/mem.c); how many slots KVM can take is the layout's
+         * check, which sees every device. */
+        if (!is_pow2(o->slot_size))
+            return fail(err, errlen, "%s: slot=%s: must be a power of two", o->id,
+                        size_format(o->slot_size, a, sizeof(a)));
+        if (o->slot_size < align)
+            return fail(err, errlen, "%s: slot=%s: smaller than %s (the block size %s and "
+                        "Linux's %s memory block)", o->id,
+                        size_format(o->slot_size, a, sizeof(a)), size_format(align, b, sizeof(b)),
+                        size_format(o->block_size, c, sizeof(c)),
+                        size_format(memory_block, d, sizeof(d)));
+        if (o->size % o->slot_size)
+            return fail(err, errlen, "%s: slot=%s: does not divide the region size %s", o->id,
+                        size_format(o->slot_size, a, sizeof(a)),
+                        size_format(o->size, b, sizeof(b)));
+    }
     if (o->requested % o->block_size)
         return fail(err, errlen, "%s: requested=%s: must be a multiple of the block size %s",
                     o->id, size_format(o->requested, a, sizeof(a)),

@@ -1,5 +1,6 @@
 /* Parsing of one --virtio-mem value: ID:SIZE[,node=N][,block=SIZE]
- * [,requested=SIZE][,prealloc=on|off][,guard=on|off][,hugepages=SIZE]. */
+ * [,slot=SIZE][,requested=SIZE][,prealloc=on|off][,guard=on|off]
+ * [,hugepages=SIZE]. */
 #ifndef MINIVMM_VIRTIO_MEM_OPTS_H
 #define MINIVMM_VIRTIO_MEM_OPTS_H
 

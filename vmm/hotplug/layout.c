@@ -34,7 +34,8 @@ int hotplug_layout(const struct vm_config *cfg, struct hotplug_placement *out, c
 
     for (unsigned i = 0; i < cfg->n_virtio_mem; i++) {
         const struct virtio_mem_opts *o = &cfg->virtio_mem[i];
-        uint64_t slot_size = slot_size_for(o->size, o->block_size);
+        /* slot= was checked against the region and the block by the CLI. */
+        uint64_t slot_size = o->slot_size ? o->slot_size : slot_size_for(o->size, o->block_size);
         uint64_t align = slot_size > HOTPLUG_REGION_ALIGN ? slot_size : HOTPLUG_REGION_ALIGN;
         char a[32], b[32];
         /* next < end <= 2^52 here, so the alignment cannot wrap. */
@@ -50,10 +51,11 @@ int hotplug_layout(const struct vm_config *cfg, struct hotplug_placement *out, c
         uint64_t n_slots = o->size / slot_size;
         if (slot + n_slots > HOTPLUG_MAX_SLOT_ID) {
             snprintf(err, errlen,
-                     "%s: size %s needs %llu KVM memslots of %s, more than KVM offers; "
-                     "a size with more factors of two or a larger block helps",
+                     "%s: size %s needs %llu KVM memslots of %s, more than KVM offers; %s",
                      o->id, size_format(o->size, a, sizeof(a)), (unsigned long long)n_slots,
-                     size_format(slot_size, b, sizeof(b)));
+                     size_format(slot_size, b, sizeof(b)),
+                     o->slot_size ? "a larger slot= helps"
+                                  : "a size with more factors of two or a larger block helps");
             return -ENOSPC;
         }
         out[i] = (struct hotplug_placement){
