@@ -140,7 +140,8 @@ int main(int argc, char **argv)
 {
     uint64_t region = 0, slots[MAX_SIZES];
     int n_slots = 0, repeat = 3;
-    for (int i = 1; i < argc; i++) {
+    /* Options come in pairs: NAME VALUE. */
+    for (int i = 1; i < argc; i += 2) {
         if (i + 1 >= argc)
             return usage();
         char *end;
@@ -155,7 +156,6 @@ int main(int argc, char **argv)
             repeat = (int)v;
         else
             return usage();
-        i++;
     }
     if (!region || !n_slots)
         return usage();
