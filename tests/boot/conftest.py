@@ -21,10 +21,12 @@ Environment:
                       for arm64 build/testhost-arm64).
   MINIVMM_TESTHOST_PAYLOAD_MODE  disk (default) or initrd, see tests/testhost/build.sh.
   MINIVMM_TESTHOST_CPUS  test host vCPUs (default 3, see below).
-  MINIVMM_TESTHOST_QEMU  7.2 (default: the system's QEMU) or 10: the emulator
-                      the x86_64 test host runs under (QEMU 10 from
+  MINIVMM_TESTHOST_QEMU  10 (default) or 7.2 (the system's QEMU): the
+                      emulator the x86_64 test host runs under (QEMU 10 from
                       bookworm-backports, unpacked by tests/testhost/qemu10.sh;
                       the peer VMM in the payload stays the system's 7.2).
+                      The arm64 test host always runs under the system's
+                      qemu-system-aarch64.
 
 Tests marked @pytest.mark.qemu_peer get the peer VMM (host.qemu_name:
 qemu-system-x86_64, or Debian's arm64 qemu-system-aarch64) in the payload

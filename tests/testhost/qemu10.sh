@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # QEMU 10 beside the system's QEMU 7.2, for the benchmarks' second peer VMM
-# (virtio-mem-pci with dynamic-memslots=on) and, optionally, as the test
-# host's emulator (MINIVMM_TESTHOST_QEMU=10, tests/boot/hostlib.py).
+# (virtio-mem-pci with dynamic-memslots=on) and as the x86_64 test host's
+# emulator (the default; MINIVMM_TESTHOST_QEMU=7.2 chooses the system's,
+# tests/boot/hostlib.py).
 #
 # Debian's bookworm-backports has qemu-system-x86 1:10.0.2+ds-2+deb13u1~bpo12+1
 # (tests/deps.sh adds that apt source). Installing it would replace 7.2, the
