@@ -57,6 +57,8 @@
 #define SPARE_GPA 0x100000000ull       /* slot 3: added and deleted */
 #define PAGE 4096u
 
+static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
 static void die(const char *fmt, ...)
 {
     va_list ap;
