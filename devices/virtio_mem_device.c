@@ -125,8 +125,8 @@ static bool serve_chain(struct virtio_mem *m, struct virtq *q, const struct virt
     pthread_mutex_lock(&m->lock);
     m->stats.serving_ns += spent;
     pthread_mutex_unlock(&m->lock);
-    /* Per-request timing for bench/plug --trace (start on CLOCK_MONOTONIC,
-     * the clock of the guest-visible events it lines them up with). */
+    /* Per-request timing with --verbose: when the request started
+     * (CLOCK_MONOTONIC) and how long serving it took. */
     log_debug("virtio-mem %s: request %u addr 0x%llx blocks %u -> %u at %llu.%06llu s, "
               "served in %llu us", m->id, le16toh(req.type),
               (unsigned long long)le64toh(req.addr), le16toh(req.nb_blocks), le16toh(resp.type),

@@ -71,7 +71,8 @@ int virtio_mem_opts_parse(const char *text, struct virtio_mem_opts *o, char *err
 
     const char *colon = strchr(text, ':');
     if (!colon)
-        return fail(err, errlen, "'%s': expected ID:SIZE[,node=N][,block=SIZE][,slot=SIZE][,requested=SIZE]"
+        return fail(err, errlen, "'%s': expected ID:SIZE[,node=N][,block=SIZE][,slot=SIZE]"
+                    "[,requested=SIZE]"
                     "[,prealloc=on|off][,guard=on|off][,hugepages=shmem|thp|off|SIZE]", text);
     size_t id_len = (size_t)(colon - text);
     if (id_len == 0)

@@ -10,8 +10,9 @@
 #include "vmm/config.h"
 #include "vmm/guest_mem.h"
 
-/* Slot size policy (when --virtio-mem has no slot=): 1 GiB where the region size allows (else the largest
- * power of two from the guest's memory block, arch_guest_memory_block,
+/* Slot size policy (when --virtio-mem has no slot=): 1 GiB where the
+ * region size allows (else the largest power of two from the guest's
+ * memory block, arch_guest_memory_block,
  * 128 MiB on x86_64 and arm64 with 4 KiB pages, that divides it), never
  * smaller than the device block, doubled while a region would need more than
  * HOTPLUG_MAX_SLOTS_PER_REGION slots. Every slot added or removed makes KVM
