@@ -17,7 +17,6 @@ PACKAGES=(
     cpio e2fsprogs kmod                     # guest and test-host images (depmod)
     zstd xz-utils                           # kernel package contents
     curl socat                              # API clients in tests
-    libmicrohttpd-dev                       # the API server: HTTP (JSON: jansson above)
     libseccomp-dev                          # per-thread system call allowlists
     man-db                                  # man -l renders minivmm(1) in its test
     mmdebstrap                              # tests/cleanroot: a clean Debian 12 root
@@ -27,7 +26,7 @@ PACKAGES=(
     # for two architectures at once: its headers are the same for both, and
     # the arm64 build links libfdt1:arm64's shared library.
     gcc-aarch64-linux-gnu libc6-dev-arm64-cross
-    libfdt1:arm64 libseccomp-dev:arm64 libmicrohttpd-dev:arm64
+    libfdt1:arm64 libseccomp-dev:arm64
     libjansson-dev:arm64
     # QEMU 10 (bookworm-backports), the second peer VMM of the benchmarks,
     # is not installed: tests/testhost/qemu10.sh unpacks it beside 7.2 into

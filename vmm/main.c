@@ -48,13 +48,13 @@ static void tune_malloc(void)
     mallopt(M_MMAP_THRESHOLD, 128 * 1024);
 }
 
-/* Threads get 1 MiB stacks unless their creator says otherwise (libmicrohttpd
- * is told the same). glibc's default is RLIMIT_STACK, 8 MiB here: an 8 MiB
- * anonymous mapping can hold an aligned 2 MiB transparent huge page, and on
- * a host with THP "always" (Debian's cloud kernels) a thread's first stack
- * touch there was measured to fault in a whole huge page, 2 MiB of RSS for a
- * few KiB used. A mapping smaller than 2 MiB never gets one. The largest
- * array on any of our stacks is 16 KiB. */
+/* Threads get 1 MiB stacks unless their creator says otherwise. glibc's
+ * default is RLIMIT_STACK, 8 MiB here: an 8 MiB anonymous mapping can hold
+ * an aligned 2 MiB transparent huge page, and on a host with THP "always"
+ * (Debian's cloud kernels) a thread's first stack touch there was measured
+ * to fault in a whole huge page, 2 MiB of RSS for a few KiB used. A
+ * mapping smaller than 2 MiB never gets one. The largest array on any of
+ * our stacks is 16 KiB. */
 #define THREAD_STACK_SIZE (1024 * 1024)
 
 static void tune_threads(void)

@@ -21,12 +21,12 @@ def threads_of(vmm):
 
 
 def connection_threads(vmm):
-    """libmicrohttpd's thread per connection handed to it."""
+    """The thread per connection the front door hands a request to."""
     n = 0
     for t in os.listdir(f"/proc/{vmm.proc.pid}/task"):
         try:
             with open(f"/proc/{vmm.proc.pid}/task/{t}/comm") as f:
-                n += f.read().strip() == "MHD-connection"
+                n += f.read().strip() == "api-conn"
         except FileNotFoundError:
             pass                        # ended meanwhile
     return n

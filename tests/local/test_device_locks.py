@@ -55,10 +55,10 @@ class Api:
     """GETs of the device, each on its own connection (the server answers
     one request per connection). The correction for CPU waiting covers only
     the threads on a GET's path: this test's and minivmm's API threads alive
-    before and after it (named api*: the front door, the server); the thread
-    libmicrohttpd starts for the connection lives only as long as the
-    request, so its run delay cannot be read and stays in the sample (the
-    bound is checked with less slack, never more). The vCPU and device
+    before and after it (named api*: the front door); the thread started for
+    the connection lives only as long as the request, so its run delay
+    cannot be read and stays in the sample (the bound is checked with less
+    slack, never more). The vCPU and device
     threads are not counted: their waiting for a CPU says nothing of a GET."""
 
     def __init__(self, sock, pid):
@@ -143,7 +143,7 @@ def test_prealloc_plug_does_not_stall_registers_or_api(minivmm, guest_kernel, tm
             # Three GETs back to back, the fastest counts: a lock held
             # across the populate delays every GET made while it is held
             # (the old code: all of them, for seconds), while the CPU wait
-            # of the thread libmicrohttpd starts per connection, which
+            # of the thread started per connection, which
             # cannot be subtracted (see Api), hits GETs one at a time.
             burst = [api_conn.timed_get() for _ in range(3)]
             api.append(min(waited for _, waited, _ in burst))

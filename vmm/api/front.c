@@ -1,13 +1,10 @@
-/* The front door (api/front.h). Why it exists: libmicrohttpd 0.9.75 has only
- * an idle timeout (a client sending a header byte a second keeps its slot
- * forever), closes connections past its limit without an answer, answers
- * the requests it refuses with HTML, and serves requests RFC 9112 says must
- * be refused. Here every connection first sends its whole request (head and
- * body, read with MSG_PEEK so libmicrohttpd later reads the same bytes) within
- * a total deadline; api_http_check() decides; only well-formed requests reach
- * libmicrohttpd, which then has nothing left to refuse. Every answer carries
- * "Connection: close" (api/json.c), so each connection holds one request and
- * every request passes through here.
+/* The front door (api/front.h). Every connection first sends its whole
+ * request (head and body, read with MSG_PEEK so its connection thread later
+ * reads the same bytes) within a total deadline, so a client sending a
+ * header byte a second cannot keep a slot or a thread; api_http_check()
+ * decides; only whole, well-formed requests get a thread (api/server.c).
+ * Every answer carries "Connection: close" (api/reply.c), so each
+ * connection holds one request and every request passes through here.
  *
  * Slots: at most API_MAX_CONNECTIONS connections, waiting here or handed on.
  * A new connection that finds them all taken evicts the connection that has
@@ -34,6 +31,7 @@
 
 #include "vmm/api/http.h"
 #include "vmm/api/internal.h"
+#include "vmm/api/reply.h"
 #include "vmm/log.h"
 
 /* After a refusal the rest of the request is read and dropped, so the
@@ -51,8 +49,6 @@ struct api_pending {
     uint64_t seq;               /* acceptance order: eviction takes the oldest */
     uint64_t deadline_ms;       /* CLOCK_MONOTONIC */
     size_t drained;
-    struct sockaddr_un addr;
-    socklen_t addrlen;
 };
 
 struct api_front {
@@ -88,8 +84,8 @@ static void send_all(int fd, const char *p, size_t len)
     }
 }
 
-/* A JSON error answer, as api_send_error makes them, without libmicrohttpd
- * (this connection was never handed to it). */
+/* A JSON error answer, as api_send_error makes them, on a socket not yet
+ * handed to a connection thread. */
 static void send_error(int fd, unsigned status, const char *msg)
 {
     char clean[256];
@@ -101,24 +97,16 @@ static void send_error(int fd, unsigned status, const char *msg)
     json_t *body = json_pack("{s:s}", "error", clean);
     char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
     json_decref(body);
-    char date[64] = "";
-    time_t t = time(NULL);
-    struct tm tm;
-    if (gmtime_r(&t, &tm))
-        strftime(date, sizeof(date), "Date: %a, %d %b %Y %H:%M:%S GMT\r\n", &tm);
-    const char *reason = MHD_get_reason_phrase_for(status);
-    char head[512];
-    const char *json = text ? text : "{\"error\":\"out of memory\"}";
-    int n = snprintf(head, sizeof(head),
-                     "HTTP/1.1 %u %s\r\n%sConnection: close\r\nContent-Type: application/json\r\n"
-                     "Content-Length: %zu\r\n\r\n",
-                     status, reason && *reason ? reason : "Error", date, strlen(json) + 1);
-    if (n > 0 && (size_t)n < sizeof(head)) {
-        send_all(fd, head, (size_t)n);
-        send_all(fd, json, strlen(json));
-        send_all(fd, "\n", 1);
+    char *withnl = text ? realloc(text, strlen(text) + 2) : NULL;
+    if (withnl) {
+        strcat(withnl, "\n");
+        api_reply_write(fd, false, status, "application/json", NULL, withnl, strlen(withnl));
+        free(withnl);
+    } else {
+        static const char oom[] = "{\"error\":\"out of memory\"}\n";
+        free(text);
+        api_reply_write(fd, false, status, "application/json", NULL, oom, sizeof(oom) - 1);
     }
-    free(text);
 }
 
 /* Whether the client has sent anything not yet read: a connection that
@@ -186,22 +174,13 @@ static void refuse(struct api_front *f, unsigned i, unsigned status, const char 
     p->deadline_ms = now_ms() + API_LINGER_MS;
 }
 
-/* The request is whole and well-formed: libmicrohttpd takes the socket and
- * reads the request itself. */
-static void hand_on(struct api_front *f, unsigned i)
+/* The request is whole and well-formed: a thread of its own serves it
+ * (api/server.c). */
+static void hand_on(struct api_front *f, unsigned i, size_t length)
 {
-    struct api_pending *p = &f->conns[i];
-    int fd = p->fd;
-    struct sockaddr_un addr = p->addr;
-    socklen_t addrlen = p->addrlen;
+    int fd = f->conns[i].fd;
     drop(f, i);
-    /* Counted before, uncounted in on_connection (api/server.c) when it
-     * closes; a refusal here closes fd and never reaches it. */
-    atomic_fetch_add(&f->s->mhd_conns, 1);
-    if (MHD_add_connection(f->s->mhd, fd, (const struct sockaddr *)&addr, addrlen) != MHD_YES) {
-        atomic_fetch_sub(&f->s->mhd_conns, 1);
-        log_warn("api: libmicrohttpd did not take a connection: %s", strerror(errno));
-    }
+    api_conn_start(f->s, fd, length);
 }
 
 static void examine(struct api_front *f, unsigned i, bool peer_done)
@@ -223,7 +202,7 @@ static void examine(struct api_front *f, unsigned i, bool peer_done)
     api_http_check(f->buf, (size_t)n, &chk);
     switch (chk.verdict) {
     case API_HTTP_COMPLETE:
-        hand_on(f, i);
+        hand_on(f, i, chk.length);
         return;
     case API_HTTP_REFUSE:
         refuse(f, i, chk.status, chk.msg);
@@ -234,8 +213,6 @@ static void examine(struct api_front *f, unsigned i, bool peer_done)
             return;
         }
         if (chk.head_done && chk.expect_continue && !p->continued) {
-            /* libmicrohttpd sends its own 100 later; a client takes any
-             * number of 1xx answers (RFC 9110 15.2). */
             static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
             send_all(p->fd, cont, sizeof(cont) - 1);
             p->continued = true;
@@ -256,9 +233,9 @@ static int oldest(const struct api_front *f, bool draining)
     return best;
 }
 
-static void admit(struct api_front *f, int fd, const struct sockaddr_un *addr, socklen_t addrlen)
+static void admit(struct api_front *f, int fd)
 {
-    unsigned busy = f->npending + (unsigned)atomic_load(&f->s->mhd_conns);
+    unsigned busy = f->npending + api_conns_busy(f->s);
     if (busy >= API_MAX_CONNECTIONS) {
         /* Make room: first a connection already refused, then the one that
          * has waited longest for its request. */
@@ -288,8 +265,6 @@ static void admit(struct api_front *f, int fd, const struct sockaddr_un *addr, s
     p->fd = fd;
     p->seq = f->next_seq++;
     p->deadline_ms = now_ms() + (uint64_t)f->s->timeout_s * 1000;
-    p->addr = *addr;
-    p->addrlen = addrlen;
     /* Edge-triggered: data peeked stays in the socket, so level-triggered
      * polling would report it again and again; an edge is new data. */
     struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP | EPOLLET, .data.u32 = i};
@@ -305,12 +280,9 @@ static void admit(struct api_front *f, int fd, const struct sockaddr_un *addr, s
 static void accept_all(struct api_front *f)
 {
     for (;;) {
-        struct sockaddr_un addr;
-        socklen_t addrlen = sizeof(addr);
-        int fd = accept4(f->s->sock.fd, (struct sockaddr *)&addr, &addrlen,
-                         SOCK_NONBLOCK | SOCK_CLOEXEC);
+        int fd = accept4(f->s->sock.fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd >= 0) {
-            admit(f, fd, &addr, addrlen);
+            admit(f, fd);
             continue;
         }
         if (errno == EINTR || errno == ECONNABORTED)

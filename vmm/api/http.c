@@ -66,6 +66,7 @@ static bool crlf_line(const char *buf, size_t p, size_t lf)
 
 static bool request_line(const char *buf, size_t end, bool *http11, struct api_http_check *out)
 {
+    out->method.off = 0;
     size_t i = 0;
     while (i < end && is_tchar((unsigned char)buf[i]))
         i++;
@@ -73,6 +74,7 @@ static bool request_line(const char *buf, size_t end, bool *http11, struct api_h
         refuse(out, 400, "malformed request line: expected METHOD SP TARGET SP HTTP/1.x");
         return false;
     }
+    out->method.len = i;
     size_t t = ++i;
     while (i < end && buf[i] != ' ') {
         unsigned char c = (unsigned char)buf[i];
@@ -86,8 +88,8 @@ static bool request_line(const char *buf, size_t end, bool *http11, struct api_h
                 refuse(out, 400, "the request target has a '%%' not followed by two hex digits");
                 return false;
             }
-            /* libmicrohttpd decodes %00 to a NUL, which would cut the path
-             * or value our handlers see: /virtio-mem/node0%00x is not node0. */
+            /* Decoded, %00 would be a NUL that cuts the path or value the
+             * handlers see: /virtio-mem/node0%00x is not node0. */
             if (buf[i + 1] == '0' && buf[i + 2] == '0') {
                 refuse(out, 400, "the request target has an encoded NUL (%%00)");
                 return false;
@@ -99,6 +101,8 @@ static bool request_line(const char *buf, size_t end, bool *http11, struct api_h
         refuse(out, 400, "malformed request line: expected METHOD SP TARGET SP HTTP/1.x");
         return false;
     }
+    out->target.off = t;
+    out->target.len = i - t;
     const char *v = buf + i + 1;
     size_t vlen = end - i - 1;
     if (vlen == 8 && !memcmp(v, "HTTP/1.1", 8)) {
@@ -177,6 +181,12 @@ static bool field_line(const char *buf, size_t p, size_t end, struct head_fields
             else
                 h->length = h->length * 10 + (unsigned)(value[k] - '0');
         }
+    } else if (name_is(name, nlen, "Content-Type")) {
+        if (!out->has_content_type) {
+            out->has_content_type = true;
+            out->content_type.off = v;
+            out->content_type.len = vlen;
+        }
     } else if (name_is(name, nlen, "Transfer-Encoding")) {
         h->transfer_encoding++;
     } else if (name_is(name, nlen, "Expect")) {
@@ -205,10 +215,9 @@ static bool head_semantics(const struct head_fields *h, bool http11, struct api_
     }
     if (h->transfer_encoding) {
         /* RFC 9112 6.3 lets a server refuse a body without Content-Length
-         * (411). The front door must see a whole request in the socket
-         * before libmicrohttpd reads it, and it cannot know a chunked
-         * body's end or bound its framing (libmicrohttpd answered a 40 000
-         * byte chunk-size line with a 500). */
+         * (411). The front door judges a request whole in the socket, and
+         * a chunked body's end and framing would need a decoder for no
+         * client's benefit (every client knows its body's length). */
         refuse(out, 411, "Transfer-Encoding is not accepted: send the body with "
                          "Content-Length (at most %d bytes)", API_HTTP_MAX_BODY);
         return false;
@@ -285,5 +294,8 @@ void api_http_check(const char *buf, size_t n, struct api_http_check *out)
     if (n >= want) {
         out->verdict = API_HTTP_COMPLETE;
         out->length = want;
+        out->http11 = http11;
+        out->body.off = p;
+        out->body.len = want - p;
     }
 }

@@ -1,10 +1,9 @@
-/* The API's own HTTP/1.1 request check, in front of libmicrohttpd: a pure
- * function of the bytes a client has sent so far. libmicrohttpd 0.9.75
- * serves requests RFC 9112 says MUST be refused (two Host headers, a space
- * before a colon, NUL or bare CR in a value, Content-Length with
- * Transfer-Encoding) and answers the ones it refuses with HTML pages; the
- * front door (api/front.c) runs this check on the whole request first, so
- * libmicrohttpd only ever parses requests that are well-formed. */
+/* The API's HTTP/1.1 request check: a pure function of the bytes a client
+ * has sent so far. The front door (api/front.c) runs it on every request
+ * until it is whole, and refuses what RFC 9112 says MUST be refused (two
+ * Host headers, a space before a colon, NUL or bare CR in a value,
+ * Content-Length with Transfer-Encoding); for a whole request it also says
+ * where its parts lie, which api/request.c decodes. */
 #ifndef MINIVMM_API_HTTP_H
 #define MINIVMM_API_HTTP_H
 
@@ -30,6 +29,12 @@ struct api_http_check {
     bool head_done;             /* the header section is complete and valid */
     bool expect_continue;       /* Expect: 100-continue was asked (with head_done) */
     size_t length;              /* COMPLETE: the request's bytes, head and body */
+    /* COMPLETE: where the parts lie in the buffer (offsets, lengths). */
+    struct api_http_span {
+        size_t off, len;
+    } method, target, content_type, body;
+    bool has_content_type;      /* the first Content-Type header is content_type */
+    bool http11;                /* HTTP/1.1 (else HTTP/1.0) */
 };
 
 /* Judges buf[0..n), the start of what the client sent (n <= API_HTTP_MAX_WIRE

@@ -4,18 +4,19 @@
 #ifndef MINIVMM_API_INTERNAL_H
 #define MINIVMM_API_INTERNAL_H
 
-#include <microhttpd.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 
 #include "vmm/api/http.h"
+#include "vmm/api/request.h"
 #include "vmm/api/socket.h"
 #include "vmm/config.h"
 
 #define API_MAX_BODY API_HTTP_MAX_BODY
-/* Connections at once, those the front door waits on and those handed to
- * libmicrohttpd (api/front.c). */
+/* Connections at once, those the front door waits on and those being
+ * served (api/front.c). */
 #define API_MAX_CONNECTIONS 256
 /* ?wait requests and /events streams at once (429 beyond): the other slots
  * stay for requests that answer at once, so the operator gets in. */
@@ -32,19 +33,38 @@ struct api_route;
 struct api_method;
 struct api_front;
 
-struct api_server {
-    struct vm *vm;
-    struct MHD_Daemon *mhd;
-    struct api_socket sock;
-    struct api_front *front;    /* accepts and checks requests (api/front.c) */
-    unsigned timeout_s;         /* idle timeout, and the deadline for a whole request */
-    atomic_bool stopping;       /* long requests end when set */
-    atomic_int in_flight;       /* requests begun and not yet completed */
-    atomic_int mhd_conns;       /* connections handed to libmicrohttpd, not yet closed */
-    atomic_int long_reqs;       /* ?wait requests and /events streams running */
+/* A connection's place while it is served (api/server.c); guarded by
+ * s->conns_lock. */
+struct api_conn_slot {
+    struct api_server *s;
+    int fd;                     /* -1: free (or its thread is finishing: done) */
+    bool busy;                  /* a thread was started and is not yet joined */
+    bool done;                  /* that thread has finished: join it */
+    pthread_t thread;
+    size_t length;              /* the request's bytes, head and body */
 };
 
-/* One request, from its headers to its completion (MHD's con_cls). */
+/* A connection being served, on its thread's stack: its thread reads the
+ * checked request, answers and closes. */
+struct api_conn {
+    struct api_server *s;
+    int fd;
+    struct api_http_request req;
+};
+
+struct api_server {
+    struct vm *vm;
+    struct api_socket sock;
+    struct api_front *front;    /* accepts and checks requests (api/front.c) */
+    unsigned timeout_s;         /* the deadline for a whole request; the send timeout */
+    atomic_bool stopping;       /* long requests end when set */
+    atomic_int in_flight;       /* connections being served */
+    atomic_int long_reqs;       /* ?wait requests and /events streams running */
+    pthread_mutex_t conns_lock; /* the slots */
+    struct api_conn_slot conns[API_MAX_CONNECTIONS];
+};
+
+/* One request's routing and its action (api/routes.c). */
 struct api_request {
     const struct api_method *method;
     char id[64];                /* {id} of /virtio-mem/{id} (its start if too long) */
@@ -53,12 +73,12 @@ struct api_request {
     unsigned err_status;        /* an error found from the headers, sent once */
     const char *err_allow;      /* the body is in (so the client is not cut */
     char err_msg[320];          /* off mid-send and keep-alive survives) */
-    char *body;
+    const char *body;
     size_t len;
     char action[16];            /* PUT /vm/actions: run once the reply is out */
 };
 
-/* What routing needs to know of a request, without libmicrohttpd. */
+/* What routing needs to know of a request. */
 struct api_route_in {
     const char *url;            /* the path, without the query */
     const char *method;
@@ -74,30 +94,28 @@ struct api_route_in {
  * 400 for the query, 415). */
 void api_route_decide(const struct api_route_in *in, struct api_request *r);
 
-/* First call for a request (headers only): api_route_decide on what the
- * connection says. */
-void api_route_begin(struct api_server *s, struct MHD_Connection *c, const char *url,
-                     const char *method, struct api_request *r);
-
-/* The whole body is in r (and fits): sends the noted error or runs the
- * handler. */
-enum MHD_Result api_route_finish(struct api_server *s, struct MHD_Connection *c,
-                                 struct api_request *r);
+/* Routes c's request and answers it (the handler, or the error routing
+ * found). 0, or -1 when the connection is to be closed without an answer. */
+int api_route_serve(struct api_server *s, struct api_conn *c, struct api_request *r);
 
 /* GET /events. */
-enum MHD_Result api_events_get(struct api_server *s, struct MHD_Connection *c);
+int api_events_get(struct api_server *s, struct api_conn *c);
 
 /* Whether the client has hung up (or shut its side): a request waiting
  * for the world ends then instead of holding its thread and slot. */
-bool api_client_gone(struct MHD_Connection *c);
+bool api_client_gone(const struct api_conn *c);
 
 /* A ?wait or /events begins: false (answer 429) when API_MAX_LONG run
  * already. Each true is matched by one api_long_end. */
 bool api_long_begin(struct api_server *s);
 void api_long_end(struct api_server *s);
 
-/* Sets this connection's idle timeout (0: none), for requests that
- * legitimately stay quiet longer than the server's timeout. */
-void api_connection_timeout(struct MHD_Connection *c, unsigned seconds);
+/* Serves a connection whose whole request (length bytes, checked) waits in
+ * its socket, on a thread of its own (api/server.c). Takes fd: it is
+ * answered with a 503 and closed if no thread can be started. */
+void api_conn_start(struct api_server *s, int fd, size_t length);
+
+/* Connections being served (for the front door's limit). */
+unsigned api_conns_busy(struct api_server *s);
 
 #endif

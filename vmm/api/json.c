@@ -6,53 +6,33 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "vmm/api/internal.h"
+#include "vmm/api/reply.h"
+#include "vmm/log.h"
 #include "vmm/size_parse.h"
 
-/* One request per connection: the next one must come through the front
- * door (api/front.c) on a new connection, to be checked before
- * libmicrohttpd parses it. */
-enum MHD_Result api_add_connection_close(struct MHD_Response *r)
-{
-    return MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
-}
-
 /* A last answer that needs no allocation. */
-static enum MHD_Result send_oom(struct MHD_Connection *c)
+static int send_oom(struct api_conn *c)
 {
-    static const char oom[] = "{\"error\":\"out of memory\"}";
-    struct MHD_Response *r = MHD_create_response_from_buffer(sizeof(oom) - 1, (void *)oom,
-                                                             MHD_RESPMEM_PERSISTENT);
-    if (!r)
-        return MHD_NO;
-    enum MHD_Result ret = MHD_NO;
-    if (MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json") == MHD_YES &&
-        api_add_connection_close(r) == MHD_YES)
-        ret = MHD_queue_response(c, MHD_HTTP_INTERNAL_SERVER_ERROR, r);
-    MHD_destroy_response(r);
-    return ret;
+    static const char oom[] = "{\"error\":\"out of memory\"}\n";
+    return api_reply_write(c->fd, c->req.head, 500, "application/json", NULL, oom,
+                           sizeof(oom) - 1) ? -1 : 0;
 }
 
-static enum MHD_Result send_owned(struct MHD_Connection *c, unsigned status,
-                                  const char *content_type, const char *allow, char *text,
-                                  size_t len)
+/* Sends text (taken over) as the body. */
+static int send_owned(struct api_conn *c, unsigned status, const char *content_type,
+                      const char *allow, char *text, size_t len)
 {
-    struct MHD_Response *r = MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE);
-    if (!r) {
-        free(text);
-        return send_oom(c);
-    }
-    enum MHD_Result ret = MHD_NO;
-    if (MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, content_type) == MHD_YES &&
-        api_add_connection_close(r) == MHD_YES &&
-        (!allow || MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, allow) == MHD_YES))
-        ret = MHD_queue_response(c, status, r);
-    MHD_destroy_response(r);
-    return ret;
+    int rc = api_reply_write(c->fd, c->req.head, status, content_type, allow, text, len);
+    free(text);
+    if (rc)
+        log_debug("api: a client did not take its %u answer: %s", status, strerror(-rc));
+    return rc ? -1 : 0;
 }
 
 /* Sends json_dumps() output (taken over) as the body, newline-terminated:
  * a newline makes curl output and ndjson-minded tools happier. */
-static enum MHD_Result send_json_text(struct MHD_Connection *c, unsigned status,
+static int send_json_text(struct api_conn *c, unsigned status,
                                       const char *allow, char *text)
 {
     size_t len = strlen(text);
@@ -66,7 +46,7 @@ static enum MHD_Result send_json_text(struct MHD_Connection *c, unsigned status,
     return send_owned(c, status, "application/json", allow, withnl, len + 1);
 }
 
-enum MHD_Result api_send_json(struct MHD_Connection *c, unsigned status, json_t *body)
+int api_send_json(struct api_conn *c, unsigned status, json_t *body)
 {
     if (!body)
         return send_oom(c);
@@ -79,7 +59,7 @@ enum MHD_Result api_send_json(struct MHD_Connection *c, unsigned status, json_t 
 }
 
 __attribute__((format(printf, 4, 0)))
-static enum MHD_Result send_error_v(struct MHD_Connection *c, unsigned status, const char *allow,
+static int send_error_v(struct api_conn *c, unsigned status, const char *allow,
                                     const char *fmt, va_list ap)
 {
     char msg[512];
@@ -97,17 +77,17 @@ static enum MHD_Result send_error_v(struct MHD_Connection *c, unsigned status, c
     return send_json_text(c, status, allow, text);
 }
 
-enum MHD_Result api_send_error(struct MHD_Connection *c, unsigned status, const char *allow,
+int api_send_error(struct api_conn *c, unsigned status, const char *allow,
                                const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    enum MHD_Result r = send_error_v(c, status, allow, fmt, ap);
+    int r = send_error_v(c, status, allow, fmt, ap);
     va_end(ap);
     return r;
 }
 
-enum MHD_Result api_send_text(struct MHD_Connection *c, unsigned status, const char *content_type,
+int api_send_text(struct api_conn *c, unsigned status, const char *content_type,
                               char *text, size_t len)
 {
     return send_owned(c, status, content_type, NULL, text, len);

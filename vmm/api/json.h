@@ -4,27 +4,28 @@
 #define MINIVMM_API_JSON_H
 
 #include <jansson.h>
-#include <microhttpd.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "vmm/vm_control.h"
 
-/* Adds "Connection: close": every answer ends its connection (api/json.c). */
-enum MHD_Result api_add_connection_close(struct MHD_Response *r);
+struct api_conn;
 
-/* Queues body (dumped compactly, then released) with status. */
-enum MHD_Result api_send_json(struct MHD_Connection *c, unsigned status, json_t *body);
+/* Each sends a whole answer on c and returns 0, or -1 when the client
+ * could not take it (the connection is closed anyway). */
 
-/* Queues {"error": "<message>"}; allow, when not NULL, becomes the Allow header
+/* Sends body (dumped compactly, then released) with status. */
+int api_send_json(struct api_conn *c, unsigned status, json_t *body);
+
+/* Sends {"error": "<message>"}; allow, when not NULL, becomes the Allow header
  * (for 405). Bytes outside printable ASCII in the message become '?'. */
 __attribute__((format(printf, 4, 5)))
-enum MHD_Result api_send_error(struct MHD_Connection *c, unsigned status, const char *allow,
+int api_send_error(struct api_conn *c, unsigned status, const char *allow,
                                const char *fmt, ...);
 
-/* Queues text of len bytes with the given Content-Type; takes ownership of
+/* Sends text of len bytes with the given Content-Type; takes ownership of
  * text (malloc'ed). */
-enum MHD_Result api_send_text(struct MHD_Connection *c, unsigned status, const char *content_type,
+int api_send_text(struct api_conn *c, unsigned status, const char *content_type,
                               char *text, size_t len);
 
 json_t *api_json_vm(const struct vmc_vm_info *info);

@@ -1,4 +1,4 @@
-/* The API's request inputs, parsed and validated without libmicrohttpd: the
+/* The API's request inputs, parsed and validated apart from the socket: the
  * JSON bodies and query values of the handlers that take them. Pure
  * functions (no VM, no connection), so tests/fuzz calls them directly; the
  * handlers in api/routes.c only send what they decide. */

@@ -14,8 +14,7 @@
 #include "vmm/api/parse.h"
 #include "vmm/vm_control.h"
 
-typedef enum MHD_Result (*api_handler)(struct api_server *s, struct MHD_Connection *c,
-                                       struct api_request *r);
+typedef int (*api_handler)(struct api_server *s, struct api_conn *c, struct api_request *r);
 
 struct api_method {
     const char *name;           /* NULL ends the list */
@@ -31,16 +30,16 @@ struct api_route {
     struct api_method methods[3];
 };
 
-static enum MHD_Result get_vm(struct api_server *s, struct MHD_Connection *c,
+static int get_vm(struct api_server *s, struct api_conn *c,
                               struct api_request *r)
 {
     (void)r;
     struct vmc_vm_info info;
     vmc_vm_info(s->vm, &info);
-    return api_send_json(c, MHD_HTTP_OK, api_json_vm(&info));
+    return api_send_json(c, 200, api_json_vm(&info));
 }
 
-static enum MHD_Result get_virtio_mem_list(struct api_server *s, struct MHD_Connection *c,
+static int get_virtio_mem_list(struct api_server *s, struct api_conn *c,
                                            struct api_request *r)
 {
     (void)r;
@@ -55,12 +54,12 @@ static enum MHD_Result get_virtio_mem_list(struct api_server *s, struct MHD_Conn
             list = NULL;
         }
     }
-    return api_send_json(c, MHD_HTTP_OK, list ? json_pack("{s:o}", "devices", list) : NULL);
+    return api_send_json(c, 200, list ? json_pack("{s:o}", "devices", list) : NULL);
 }
 
-static enum MHD_Result no_such_device(struct MHD_Connection *c, const struct api_request *r)
+static int no_such_device(struct api_conn *c, const struct api_request *r)
 {
-    return api_send_error(c, MHD_HTTP_NOT_FOUND, NULL, "no virtio-mem device '%s%s'", r->id,
+    return api_send_error(c, 404, NULL, "no virtio-mem device '%s%s'", r->id,
                           r->id_too_long ? "..." : "");
 }
 
@@ -71,13 +70,13 @@ static int device_get(struct api_server *s, const struct api_request *r,
     return r->id_too_long ? -ENOENT : vmc_virtio_mem_get(s->vm, r->id, d);
 }
 
-static enum MHD_Result get_virtio_mem(struct api_server *s, struct MHD_Connection *c,
+static int get_virtio_mem(struct api_server *s, struct api_conn *c,
                                       struct api_request *r)
 {
     struct vmc_virtio_mem_info d;
     if (device_get(s, r, &d) != 0)
         return no_such_device(c, r);
-    return api_send_json(c, MHD_HTTP_OK, api_json_virtio_mem(&d));
+    return api_send_json(c, 200, api_json_virtio_mem(&d));
 }
 
 static double mono_s(void)
@@ -87,16 +86,14 @@ static double mono_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-/* Polls the device until the guest has plugged what was requested. The
- * connection's idle timeout is off meanwhile: this request is quiet on
- * purpose. A client that hangs up ends the wait (else an abandoned
- * ?wait=3600 would hold its thread and slot for an hour). Returns 1
- * reached, 0 timed out, -ENOENT device gone, -EPIPE client gone. */
-static int wait_plugged(struct api_server *s, struct MHD_Connection *c, const char *id,
+/* Polls the device until the guest has plugged what was requested. A
+ * client that hangs up ends the wait (else an abandoned ?wait=3600 would
+ * hold its thread and slot for an hour). Returns 1 reached, 0 timed out,
+ * -ENOENT device gone, -EPIPE client gone. */
+static int wait_plugged(struct api_server *s, struct api_conn *c, const char *id,
                         double seconds, struct vmc_virtio_mem_info *d)
 {
     double deadline = mono_s() + seconds;
-    api_connection_timeout(c, 0);
     int result;
     for (;;) {
         if (vmc_virtio_mem_get(s->vm, id, d) != 0) {
@@ -120,31 +117,29 @@ static int wait_plugged(struct api_server *s, struct MHD_Connection *c, const ch
         struct timespec ts = {(time_t)step, (long)((step - (double)(time_t)step) * 1e9)};
         nanosleep(&ts, NULL);
     }
-    api_connection_timeout(c, s->timeout_s);
     return result;
 }
 
-static enum MHD_Result patch_virtio_mem(struct api_server *s, struct MHD_Connection *c,
+static int patch_virtio_mem(struct api_server *s, struct api_conn *c,
                                         struct api_request *r)
 {
     struct vmc_virtio_mem_info d;
     if (device_get(s, r, &d) != 0)
         return no_such_device(c, r);
 
-    const char *wait = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "wait");
-    bool waiting = MHD_lookup_connection_value_n(c, MHD_GET_ARGUMENT_KIND, "wait", 4, NULL,
-                                                 NULL) == MHD_YES;
+    bool waiting;
+    const char *wait = api_request_query(&c->req, "wait", &waiting);
     uint64_t requested;
     double wait_s;
     char err[256];
     int rc = api_parse_resize(r->body, r->len, waiting, wait, &requested, &wait_s, err,
                               sizeof(err));
     if (rc)
-        return api_send_error(c, MHD_HTTP_BAD_REQUEST, NULL, "%s", err);
+        return api_send_error(c, 400, NULL, "%s", err);
 
     /* Taken before the resize, so a 429 changes nothing. */
     if (waiting && !api_long_begin(s))
-        return api_send_error(c, MHD_HTTP_TOO_MANY_REQUESTS, NULL,
+        return api_send_error(c, 429, NULL,
                               "too many event streams and waiting requests (%d); try again "
                               "later", API_MAX_LONG);
     rc = vmc_virtio_mem_resize(s->vm, r->id, requested, err, sizeof(err));
@@ -153,44 +148,44 @@ static enum MHD_Result patch_virtio_mem(struct api_server *s, struct MHD_Connect
     if (rc == -ENOENT)
         return no_such_device(c, r);
     if (rc == -EINVAL)
-        return api_send_error(c, MHD_HTTP_BAD_REQUEST, NULL, "%s", err);
+        return api_send_error(c, 400, NULL, "%s", err);
     if (rc)
-        return api_send_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, NULL, "%s", err);
+        return api_send_error(c, 500, NULL, "%s", err);
 
     if (!waiting) {
         if (vmc_virtio_mem_get(s->vm, r->id, &d) != 0)
             return no_such_device(c, r);
-        return api_send_json(c, MHD_HTTP_ACCEPTED, api_json_virtio_mem(&d));
+        return api_send_json(c, 202, api_json_virtio_mem(&d));
     }
     rc = wait_plugged(s, c, r->id, wait_s, &d);
     api_long_end(s);
     if (rc == -EPIPE)
-        return MHD_NO;          /* nobody to answer: close */
+        return -1;              /* nobody to answer: close */
     if (rc < 0)
         return no_such_device(c, r);
     if (rc == 1)
-        return api_send_json(c, MHD_HTTP_OK, api_json_virtio_mem(&d));
+        return api_send_json(c, 200, api_json_virtio_mem(&d));
     json_t *dev = api_json_virtio_mem(&d);
     if (dev && json_object_set_new(dev, "timed_out", json_true()) != 0) {
         json_decref(dev);
         dev = NULL;
     }
-    return api_send_json(c, MHD_HTTP_ACCEPTED, dev);
+    return api_send_json(c, 202, dev);
 }
 
-static enum MHD_Result put_actions(struct api_server *s, struct MHD_Connection *c,
+static int put_actions(struct api_server *s, struct api_conn *c,
                                    struct api_request *r)
 {
     (void)s;
     char action[sizeof(r->action)], err[256];
     if (api_parse_action(r->body, r->len, action, sizeof(action), err, sizeof(err)) != 0)
-        return api_send_error(c, MHD_HTTP_BAD_REQUEST, NULL, "%s", err);
+        return api_send_error(c, 400, NULL, "%s", err);
     /* Taken at completion (api/server.c), once this reply is sent. */
     snprintf(r->action, sizeof(r->action), "%s", action);
-    return api_send_json(c, MHD_HTTP_ACCEPTED, json_pack("{s:s}", "action", action));
+    return api_send_json(c, 202, json_pack("{s:s}", "action", action));
 }
 
-static enum MHD_Result get_metrics(struct api_server *s, struct MHD_Connection *c,
+static int get_metrics(struct api_server *s, struct api_conn *c,
                                    struct api_request *r)
 {
     (void)r;
@@ -198,18 +193,18 @@ static enum MHD_Result get_metrics(struct api_server *s, struct MHD_Connection *
     size_t len = 0;
     FILE *f = open_memstream(&text, &len);
     if (!f)
-        return api_send_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, NULL, "open_memstream: %s",
+        return api_send_error(c, 500, NULL, "open_memstream: %s",
                               strerror(errno));
     vmc_metrics(s->vm, f);
     if (fclose(f) != 0) {
         free(text);
-        return api_send_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, NULL,
+        return api_send_error(c, 500, NULL,
                               "could not format the metrics");
     }
-    return api_send_text(c, MHD_HTTP_OK, "text/plain; version=0.0.4; charset=utf-8", text, len);
+    return api_send_text(c, 200, "text/plain; version=0.0.4; charset=utf-8", text, len);
 }
 
-static enum MHD_Result get_events(struct api_server *s, struct MHD_Connection *c,
+static int get_events(struct api_server *s, struct api_conn *c,
                                   struct api_request *r)
 {
     (void)r;
@@ -279,22 +274,6 @@ static bool is_json(const char *content_type)
     return *rest == '\0' || *rest == ';';
 }
 
-/* libmicrohttpd is lenient; RFC 9110 is not: a header or query parameter
- * with an empty name or a NUL in it is refused (the NUL would silently cut
- * the string our handlers see). */
-static enum MHD_Result check_value(void *cls, enum MHD_ValueKind kind, const char *key,
-                                   size_t key_size, const char *value, size_t value_size)
-{
-    bool *bad = cls;
-    if (key_size == 0 || !key || strlen(key) != key_size ||
-        (value && strlen(value) != value_size)) {
-        *bad = true;
-        return MHD_NO;
-    }
-    (void)kind;
-    return MHD_YES;
-}
-
 __attribute__((format(printf, 4, 5)))
 static void note_error(struct api_request *r, unsigned status, const char *allow,
                        const char *fmt, ...)
@@ -310,14 +289,14 @@ static void note_error(struct api_request *r, unsigned status, const char *allow
 void api_route_decide(const struct api_route_in *in, struct api_request *r)
 {
     if (in->bad_value) {
-        note_error(r, MHD_HTTP_BAD_REQUEST, NULL,
+        note_error(r, 400, NULL,
                    "a header or query parameter has an empty name or a NUL character");
         return;
     }
     const char *url = in->url, *method = in->method;
     const struct api_route *rt = find_route(url, r);
     if (!rt) {
-        note_error(r, MHD_HTTP_NOT_FOUND, NULL, "no such resource: %.200s", url);
+        note_error(r, 404, NULL, "no such resource: %.200s", url);
         return;
     }
     const struct api_method *m = NULL;
@@ -326,7 +305,7 @@ void api_route_decide(const struct api_route_in *in, struct api_request *r)
             m = k;
     }
     if (!m) {
-        note_error(r, MHD_HTTP_METHOD_NOT_ALLOWED, rt->allow,
+        note_error(r, 405, rt->allow,
                    "method %.32s not allowed on %.200s (allowed: %s)", method, url, rt->allow);
         return;
     }
@@ -335,55 +314,34 @@ void api_route_decide(const struct api_route_in *in, struct api_request *r)
     struct query_check q = {.allowed = m->query};
     in->query_keys(in->query_ctx, check_query_key, &q);
     if (q.bad[0]) {
-        note_error(r, MHD_HTTP_BAD_REQUEST, NULL, "unknown query parameter '%s'", q.bad);
+        note_error(r, 400, NULL, "unknown query parameter '%s'", q.bad);
         return;
     }
     if (m->json_body && !is_json(in->content_type))
-        note_error(r, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE, NULL,
+        note_error(r, 415, NULL,
                    "%s %s needs Content-Type: application/json", method, rt->path);
 }
 
-struct mhd_query_keys {
-    bool (*fn)(void *arg, const char *key);
-    void *arg;
-};
-
-static enum MHD_Result mhd_query_key(void *cls, enum MHD_ValueKind kind, const char *key,
-                                     const char *value)
+static void request_query_keys(void *ctx, bool (*fn)(void *arg, const char *key), void *arg)
 {
-    (void)kind;
-    (void)value;
-    struct mhd_query_keys *k = cls;
-    return k->fn(k->arg, key) ? MHD_YES : MHD_NO;
+    const struct api_http_request *req = ctx;
+    for (unsigned i = 0; i < req->n_query; i++) {
+        if (!fn(arg, req->query[i].key))
+            return;
+    }
 }
 
-static void mhd_query_keys(void *ctx, bool (*fn)(void *arg, const char *key), void *arg)
+int api_route_serve(struct api_server *s, struct api_conn *c, struct api_request *r)
 {
-    struct mhd_query_keys k = {fn, arg};
-    MHD_get_connection_values(ctx, MHD_GET_ARGUMENT_KIND, mhd_query_key, &k);
-}
-
-void api_route_begin(struct api_server *s, struct MHD_Connection *c, const char *url,
-                     const char *method, struct api_request *r)
-{
-    (void)s;
-    bool bad = false;
-    MHD_get_connection_values_n(c, MHD_HEADER_KIND | MHD_GET_ARGUMENT_KIND, check_value, &bad);
     struct api_route_in in = {
-        .url = url,
-        .method = method,
-        .content_type =
-            MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE),
-        .bad_value = bad,
-        .query_keys = mhd_query_keys,
-        .query_ctx = c,
+        .url = c->req.path,
+        .method = c->req.method,
+        .content_type = c->req.content_type,
+        .bad_value = c->req.bad_query,
+        .query_keys = request_query_keys,
+        .query_ctx = &c->req,
     };
     api_route_decide(&in, r);
-}
-
-enum MHD_Result api_route_finish(struct api_server *s, struct MHD_Connection *c,
-                                 struct api_request *r)
-{
     if (r->err_status)
         return api_send_error(c, r->err_status, r->err_allow, "%s", r->err_msg);
     return r->method->handler(s, c, r);

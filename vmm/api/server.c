@@ -1,56 +1,35 @@
-/* Socket and libmicrohttpd lifecycle, and the per-request plumbing: the
- * request context, body collection, and completion (where accepted actions
- * take effect). Connections reach libmicrohttpd through the front door
- * (api/front.c), which has already checked each whole request. Routing is
- * in api/routes.c. */
+/* The server's lifecycle and its connection threads. The front door
+ * (api/front.c) accepts each connection and waits until its whole request
+ * is in the socket and well-formed; then a thread of its own reads it,
+ * routes it (api/routes.c), answers and closes: one request per connection,
+ * so ?wait and /events simply block in theirs. */
 #include "vmm/api/server.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <malloc.h>
 #include <poll.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "vmm/api/front.h"
 #include "vmm/api/internal.h"
-#include "vmm/api/json.h"
+#include "vmm/api/reply.h"
 #include "vmm/log.h"
 #include "vmm/sandbox/seccomp.h"
 #include "vmm/vm_control.h"
 
-/* libmicrohttpd's memory pool per connection. Above 32 KiB it is mmap()ed
- * and unmapped at close; at or below it comes from malloc, and after a burst
- * of clients the freed pools stayed in the allocator's arenas (~7 MiB for
- * 200 clients). The front door bounds a request head to 8 KiB, which fits. */
-#define API_CONNECTION_MEMORY (48 * 1024)
 /* How long stopping waits for requests in progress to finish. */
 #define API_DRAIN_MS 2000
 
-__attribute__((format(printf, 2, 0)))
-static void mhd_log(void *cls, const char *fmt, va_list ap)
+bool api_client_gone(const struct api_conn *c)
 {
-    (void)cls;
-    char msg[512];
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    size_t n = strlen(msg);
-    while (n && (msg[n - 1] == '\n' || msg[n - 1] == '\r'))
-        msg[--n] = '\0';
-    /* Mostly clients misbehaving: not the operator's problem. */
-    log_debug("api: %s", msg);
-}
-
-bool api_client_gone(struct MHD_Connection *c)
-{
-    const union MHD_ConnectionInfo *ci =
-        MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
-    if (!ci)
-        return false;
-    struct pollfd p = {.fd = ci->connect_fd, .events = POLLRDHUP};
+    struct pollfd p = {.fd = c->fd, .events = POLLRDHUP};
     int n = poll(&p, 1, 0);
     if (n < 0) {
         log_debug("api: poll on a client socket: %s", strerror(errno));
@@ -73,91 +52,147 @@ void api_long_end(struct api_server *s)
     atomic_fetch_sub(&s->long_reqs, 1);
 }
 
-void api_connection_timeout(struct MHD_Connection *c, unsigned seconds)
+/* A blocking socket whose sends give up after the server's timeout: a
+ * client that stops reading cannot hold its thread for longer. */
+static int prepare_socket(struct api_server *s, int fd)
 {
-    /* Going back from 0 to a timeout restarts the idle clock in MHD, so a
-     * long ?wait is not closed the moment it answers. */
-    if (MHD_set_connection_option(c, MHD_CONNECTION_OPTION_TIMEOUT, seconds) != MHD_YES)
-        log_debug("api: could not set a connection timeout of %u s", seconds);
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) != 0)
+        return -errno;
+    struct timeval tv = {.tv_sec = s->timeout_s};
+    if (setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) != 0 ||
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) != 0)
+        return -errno;
+    return 0;
 }
 
-static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
-                                  const char *method, const char *version,
-                                  const char *upload_data, size_t *upload_size, void **con_cls)
+/* Reads the request the front door checked (its bytes are all in the
+ * socket already), routes it and answers. */
+static void serve(struct api_server *s, int fd, size_t length)
 {
-    (void)version;
-    struct api_server *s = cls;
-    struct api_request *r = *con_cls;
-
-    if (!r) {
-        r = calloc(1, sizeof(*r));
-        if (!r)
-            return MHD_NO;
-        *con_cls = r;
-        atomic_fetch_add(&s->in_flight, 1);
-        api_route_begin(s, c, url, method, r);
-        return MHD_YES;
-    }
-    if (r->answered) {          /* MHD drops the rest of the body itself */
-        *upload_size = 0;
-        return MHD_YES;
-    }
-    if (*upload_size) {
-        size_t n = *upload_size;
-        *upload_size = 0;
-        /* The front door refused longer bodies; this is only a backstop. */
-        if (r->len + n > API_MAX_BODY)
-            return MHD_NO;
-        char *grown = realloc(r->body, r->len + n + 1);
-        if (!grown)
-            return MHD_NO;
-        memcpy(grown + r->len, upload_data, n);
-        r->body = grown;
-        r->len += n;
-        r->body[r->len] = '\0';
-        return MHD_YES;
-    }
-    r->answered = true;
-    return api_route_finish(s, c, r);
-}
-
-static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
-                         enum MHD_RequestTerminationCode toe)
-{
-    (void)c;
-    (void)toe;
-    struct api_server *s = cls;
-    struct api_request *r = *con_cls;
-    if (!r)
+    int rc = prepare_socket(s, fd);
+    if (rc) {
+        log_debug("api: preparing a client socket: %s", strerror(-rc));
         return;
-    /* The 202 has gone out (or the client left after asking): now the VMM
-     * may begin to stop without cutting the answer. */
-    if (r->action[0] && vmc_action(s->vm, r->action) != 0)
-        log_warn("api: action '%s' refused by the VM", r->action);
-    free(r->body);
-    free(r);
-    *con_cls = NULL;
-    atomic_fetch_sub(&s->in_flight, 1);
+    }
+    char *buf = malloc(length + 1);
+    if (!buf) {
+        api_reply_write(fd, false, 500, "application/json", NULL,
+                        "{\"error\":\"out of memory\"}\n", 26);
+        return;
+    }
+    ssize_t n;
+    do
+        n = recv(fd, buf, length, MSG_WAITALL);
+    while (n < 0 && errno == EINTR);
+    struct api_http_check chk;
+    if (n == (ssize_t)length)
+        api_http_check(buf, length, &chk);
+    if (n != (ssize_t)length || chk.verdict != API_HTTP_COMPLETE || chk.length != length) {
+        /* The front door saw these very bytes whole: only a client that
+         * left can get here. */
+        log_debug("api: a checked request could not be read again (%zd of %zu bytes)", n,
+                  length);
+        free(buf);
+        return;
+    }
+    struct api_conn c = {.s = s, .fd = fd};
+    struct api_request r;
+    memset(&r, 0, sizeof(r));
+    if (api_request_parse(buf, &chk, &c.req) == 0) {
+        r.body = c.req.body;
+        r.len = c.req.body_len;
+        api_route_serve(s, &c, &r);
+    } else {
+        api_reply_write(fd, c.req.head, 500, "application/json", NULL,
+                        "{\"error\":\"out of memory\"}\n", 26);
+    }
+    api_request_free(&c.req);
+    free(buf);
+    /* The answer has gone out (or the client left after asking): now the
+     * VMM may begin to stop without cutting it. */
+    if (r.action[0] && vmc_action(s->vm, r.action) != 0)
+        log_warn("api: action '%s' refused by the VM", r.action);
 }
 
-/* Counts the connections libmicrohttpd holds, for the front door's limit:
- * api/front.c counts one up before handing it on, this counts it down. */
-static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
-                          enum MHD_ConnectionNotificationCode toe)
+static void *conn_main(void *arg)
 {
-    (void)c;
-    (void)socket_context;
-    struct api_server *s = cls;
+    struct api_conn_slot *slot = arg;
+    struct api_server *s = slot->s;
+    pthread_setname_np(pthread_self(), "api-conn");
+    serve(s, slot->fd, slot->length);
+
+    pthread_mutex_lock(&s->conns_lock);
+    if (close(slot->fd) != 0)
+        log_debug("api: closing a connection: %s", strerror(errno));
+    slot->fd = -1;
+    slot->done = true;
+    bool last = atomic_fetch_sub(&s->in_flight, 1) == 1;
+    pthread_mutex_unlock(&s->conns_lock);
     /* The last connection of a burst gives the allocator's free memory
-     * back: each connection thread allocated from one of glibc's arenas,
-     * and free chunks there stay resident (measured: +1 MiB after 200
-     * clients without this, docs/api.md). */
-    if (toe == MHD_CONNECTION_NOTIFY_CLOSED && atomic_fetch_sub(&s->mhd_conns, 1) == 1)
+     * back: free chunks of each thread's requests stay resident otherwise
+     * (docs/api.md). */
+    if (last)
         malloc_trim(0);
+    return NULL;
+}
+
+/* Joins finished threads (conns_lock held). */
+static void reap(struct api_server *s)
+{
+    for (unsigned i = 0; i < API_MAX_CONNECTIONS; i++) {
+        struct api_conn_slot *slot = &s->conns[i];
+        if (slot->busy && slot->done) {
+            int rc = pthread_join(slot->thread, NULL);
+            if (rc)
+                log_warn("api: joining a connection thread: %s", strerror(rc));
+            slot->busy = slot->done = false;
+        }
+    }
+}
+
+unsigned api_conns_busy(struct api_server *s)
+{
+    return (unsigned)atomic_load(&s->in_flight);
+}
+
+void api_conn_start(struct api_server *s, int fd, size_t length)
+{
+    pthread_mutex_lock(&s->conns_lock);
+    reap(s);
+    struct api_conn_slot *slot = NULL;
+    for (unsigned i = 0; i < API_MAX_CONNECTIONS && !slot; i++) {
+        if (!s->conns[i].busy)
+            slot = &s->conns[i];
+    }
+    int rc = EAGAIN;
+    if (slot) {
+        slot->s = s;
+        slot->fd = fd;
+        slot->length = length;
+        slot->done = false;
+        atomic_fetch_add(&s->in_flight, 1);
+        rc = pthread_create(&slot->thread, NULL, conn_main, slot);
+        if (rc == 0) {
+            slot->busy = true;
+        } else {
+            slot->fd = -1;
+            atomic_fetch_sub(&s->in_flight, 1);
+        }
+    }
+    pthread_mutex_unlock(&s->conns_lock);
+    if (rc == 0)
+        return;
+    log_warn("api: no thread for a connection: %s", strerror(rc));
+    static const char busy[] = "{\"error\":\"the API could not start a thread for this "
+                               "request; try again\"}\n";
+    api_reply_write(fd, false, 503, "application/json", NULL, busy, sizeof(busy) - 1);
+    if (close(fd) != 0)
+        log_debug("api: close(%d): %s", fd, strerror(errno));
 }
 
 /* MINIVMM_API_TIMEOUT_S (undocumented in --help: for tests) shortens the
- * idle timeout and the request deadline. */
+ * request deadline and the send timeout. */
 static unsigned idle_timeout(void)
 {
     const char *env = getenv("MINIVMM_API_TIMEOUT_S");
@@ -173,45 +208,25 @@ static unsigned idle_timeout(void)
     return (unsigned)v;
 }
 
+struct starter {
+    struct api_server *s;
+    int rc;
+};
+
 /* Runs in a short-lived thread: takes the API role's seccomp filter, then
- * starts libmicrohttpd, whose threads inherit that filter. */
-static void *start_daemon_thread(void *arg)
+ * starts the front door, whose thread and the connection threads it starts
+ * inherit that filter. */
+static void *start_front_thread(void *arg)
 {
-    struct api_server *s = arg;
+    struct starter *st = arg;
     pthread_setname_np(pthread_self(), "api");
+    st->rc = -EPERM;
     if (seccomp_enter(SECCOMP_ROLE_API, "api") < 0)
         return NULL;
-    /* A thread per connection lets ?wait and /events simply block; the
-     * internal thread only takes the connections the front door hands on
-     * (MHD_USE_ITC wakes it). poll() because the fds of a VM with many
-     * devices may pass FD_SETSIZE. */
-    unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL_INTERNAL_THREAD |
-                     MHD_USE_NO_LISTEN_SOCKET | MHD_USE_ITC | MHD_USE_ERROR_LOG;
-    s->mhd = MHD_start_daemon(
-        flags, 0, NULL, NULL, on_request, s,
-        MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,     /* first, to catch all */
-        MHD_OPTION_CONNECTION_TIMEOUT, s->timeout_s,
-        /* The front door keeps the real limit (API_MAX_CONNECTIONS with
-         * the ones it waits on); libmicrohttpd counts a connection a little
-         * longer than its close notice, so it gets room, never to refuse
-         * one silently. */
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned)(2 * API_MAX_CONNECTIONS),
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)API_CONNECTION_MEMORY,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
-        MHD_OPTION_NOTIFY_CONNECTION, on_connection, s,
-        /* The front door checked more than this (api/http.c); kept so
-         * libmicrohttpd never loosens what reaches the handlers. */
-        MHD_OPTION_STRICT_FOR_CLIENT, (int)1,
-        MHD_OPTION_THREAD_STACK_SIZE, (size_t)(1024 * 1024),
-        MHD_OPTION_END);
-    if (!s->mhd)
-        return NULL;
     char err[256];
-    if (api_front_start(s, &s->front, err, sizeof(err)) != 0) {
+    st->rc = api_front_start(st->s, &st->s->front, err, sizeof(err));
+    if (st->rc)
         log_error("%s", err);
-        MHD_stop_daemon(s->mhd);
-        s->mhd = NULL;
-    }
     return NULL;
 }
 
@@ -227,34 +242,38 @@ int api_server_start(struct api_server **out, struct vm *vm, const char *path)
     s->timeout_s = idle_timeout();
     atomic_init(&s->stopping, false);
     atomic_init(&s->in_flight, 0);
-    atomic_init(&s->mhd_conns, 0);
     atomic_init(&s->long_reqs, 0);
+    pthread_mutex_init(&s->conns_lock, NULL);
+    for (unsigned i = 0; i < API_MAX_CONNECTIONS; i++)
+        s->conns[i].fd = -1;
 
     char err[256];
     int rc = api_socket_open(&s->sock, path, err, sizeof(err));
     if (rc) {
         log_error("%s", err);
+        pthread_mutex_destroy(&s->conns_lock);
         free(s);
         return rc;
     }
 
-    /* MHD's threads are created inside MHD_start_daemon and inherit the
-     * seccomp filter of the thread that calls it: call it from a thread that
-     * has taken the API role's filter first. */
+    /* Threads inherit the seccomp filter of the thread that creates them:
+     * the front door is started from one that has taken the API role's. */
+    struct starter st = {.s = s, .rc = -EIO};
     pthread_t starter;
-    rc = pthread_create(&starter, NULL, start_daemon_thread, s);
+    rc = pthread_create(&starter, NULL, start_front_thread, &st);
     if (rc == 0)
         pthread_join(starter, NULL);
     else
         log_error("--api-sock %s: starting the server thread: %s", path, strerror(rc));
-    if (!s->mhd) {
-        log_error("--api-sock %s: could not start the HTTP server (libmicrohttpd)", path);
+    if (rc || st.rc) {
+        log_error("--api-sock %s: could not start the API server", path);
         api_socket_unlink(&s->sock);
         close(s->sock.fd);
+        pthread_mutex_destroy(&s->conns_lock);
         free(s);
         return -EIO;
     }
-    log_debug("api: serving on %s (idle timeout %u s)", path, s->timeout_s);
+    log_debug("api: serving on %s (request deadline %u s)", path, s->timeout_s);
     *out = s;
     return 0;
 }
@@ -266,16 +285,30 @@ void api_server_stop(struct api_server *s)
     atomic_store(&s->stopping, true);
     /* No new connections; those still sending their request are closed. */
     api_front_stop(s->front);
-    /* MHD_stop_daemon shuts every socket down at once: first let requests
-     * that are answering (the last events of a stream, a ?wait cut short)
-     * finish, for a bounded time. */
+    /* Requests that are answering (the last events of a stream, a ?wait cut
+     * short) may finish, for a bounded time; blocked ones see `stopping`
+     * within API_POLL_MS. */
     for (int i = 0; i < API_DRAIN_MS / 10 && atomic_load(&s->in_flight) > 0; i++) {
         struct timespec ten_ms = {0, 10 * 1000 * 1000};
         nanosleep(&ten_ms, NULL);
     }
-    /* Joins every connection thread (blocked requests see `stopping` within
-     * API_POLL_MS). */
-    MHD_stop_daemon(s->mhd);
+    /* A thread still sending to a client that does not read fails at once. */
+    pthread_mutex_lock(&s->conns_lock);
+    for (unsigned i = 0; i < API_MAX_CONNECTIONS; i++) {
+        if (s->conns[i].fd >= 0 && shutdown(s->conns[i].fd, SHUT_RDWR) != 0)
+            log_debug("api: shutting a connection down: %s", strerror(errno));
+    }
+    pthread_mutex_unlock(&s->conns_lock);
+    for (unsigned i = 0; i < API_MAX_CONNECTIONS; i++) {
+        struct api_conn_slot *slot = &s->conns[i];
+        if (!slot->busy)
+            continue;
+        int rc = pthread_join(slot->thread, NULL);
+        if (rc)
+            log_warn("api: joining a connection thread: %s", strerror(rc));
+        slot->busy = false;
+    }
+    pthread_mutex_destroy(&s->conns_lock);
     api_socket_unlink(&s->sock);
     if (close(s->sock.fd) != 0)
         log_debug("api: closing the listening socket: %s", strerror(errno));

@@ -72,8 +72,9 @@ static void report_sigsys(int sig, siginfo_t *si, void *uc)
     char msg[256];
     size_t n = 0;
     int nr = si->si_syscall;
-    /* Threads that never called seccomp_enter are libmicrohttpd's, which
-     * inherit the API role's filter from the thread that started it. */
+    /* Threads that never called seccomp_enter are the API's front door and
+     * connection threads, which inherit the API role's filter from the
+     * thread that started them. */
     char comm[17] = "?";
     if (!thread_label)
         prctl(PR_GET_NAME, comm, 0, 0, 0);

@@ -52,7 +52,7 @@ static const struct allowed common[] = {
     {{"clock_gettime"}, "timestamps when the vDSO falls back"},
     /* Without a vDSO-capable clock source (seen in a nested test host) these
      * are real system calls. */
-    {{"gettimeofday"}, "libmicrohttpd's and the C library's time of day"},
+    {{"gettimeofday"}, "the C library's time of day"},
     {{"time", "clock_gettime"}, "time() (clock_gettime where there is no time call: arm64)"},
     {{"clock_getres"}, "the same"},
     {{"clock_nanosleep"}, "short sleeps (API ?wait polling, retries)"},
@@ -130,32 +130,27 @@ static const struct allowed api_calls[] = {
     {{"writev"}, "responses"},
     {{"close"}, "finished connections"},
     {{"shutdown"}, "finished connections"},
-    {{"poll", "ppoll"}, "the polling thread and each connection's thread"},
-    {{"select", "pselect6"}, "libmicrohttpd's fallback wait"},
-    {{"fcntl"}, "non-blocking sockets"},
-    {{"setsockopt"}, "socket options per connection"},
+    {{"poll", "ppoll"}, "a connection's thread sees its client hang up"},
+    {{"fcntl"}, "non-blocking sockets, and blocking ones for connection threads"},
+    {{"setsockopt"}, "a connection's send and receive timeouts"},
     {{"getsockopt"}, "socket errors"},
-    {{"getsockname"}, "connection info"},
-    {{"getpeername"}, "connection info"},
-    {{"eventfd2"}, "libmicrohttpd's inter-thread channel"},
-    {{"pipe2"}, "libmicrohttpd's inter-thread channel (fallback)"},
+    {{"eventfd2"}, "the front door's wake-up at stop"},
     {{"clone", "clone3"}, "one thread per connection"},
     {{"set_robust_list"}, "new connection threads"},
     {{"rseq"}, "new connection threads"},
     {{"sigaltstack"}, "new connection threads"},
     {{"fstat", "newfstatat"}, "host memory behind a virtio-mem region (memfd blocks)"},
     {{"mincore"}, "host memory behind a virtio-mem region (anonymous memory)"},
-    {{"rt_sigaction"}, "libmicrohttpd ignores SIGPIPE at start"},
     {{"sched_getaffinity"}, "glibc sizes thread stacks and counts CPUs"},
 };
 
-/* Refused with EACCES rather than fatal: libmicrohttpd opens /dev/urandom
- * for each connection and copes when it cannot. */
+/* Refused with EACCES rather than fatal: jansson opens /dev/urandom to seed
+ * its hash tables and copes when it cannot. */
 static const struct allowed api_refused[] = {
     {{"openat", "open"}, "opening files"},
 };
 
-static const int api_prctl[] = {PR_SET_NAME};   /* libmicrohttpd names its threads */
+static const int api_prctl[] = {PR_SET_NAME};   /* connection threads are named */
 static const int common_prctl[] = {PR_GET_NAME}; /* the SIGSYS reporter names the thread */
 
 /* The generic ones; each arch adds its own (arch_seccomp_ioctls). */
