@@ -52,10 +52,15 @@ static struct vm_virtio_mem *owner(struct hotplug_mem *hm)
     return (struct vm_virtio_mem *)((char *)hm - offsetof(struct vm_virtio_mem, mem));
 }
 
-static void guard_violation(void *opaque, struct hotplug_mem *hm, uint64_t gpa, bool write)
+static void guard_violation(void *opaque, struct hotplug_mem *hm, uint64_t gpa, bool write,
+                            const char *who)
 {
     (void)opaque;
-    guest_touched_unplugged(owner(hm), gpa, write);
+    struct vm_virtio_mem *v = owner(hm);
+    if (!__atomic_load_n(&v->error_reported, __ATOMIC_RELAXED))
+        log_error("%s: the access to unplugged memory at 0x%llx faulted in %s",
+                  v->dev.id, (unsigned long long)gpa, who);
+    guest_touched_unplugged(v, gpa, write);
 }
 
 /* Why the host may have failed, for the error message (no file is read:
@@ -162,10 +167,9 @@ static const struct io_handler unplugged_io = {
     .write = unplugged_write,
 };
 
-/* One guard for every region that asks for it (guard=on); without a
- * userfaultfd such a device cannot keep its promise, so minivmm refuses to
- * run. Off by default until a guest triple fault seen with it in the nested
- * test host is explained (docs/virtio-mem.md). */
+/* One guard for every region that asks for it (guard=on, the default);
+ * without a userfaultfd such a device cannot keep its promise, so minivmm
+ * refuses to run (docs/virtio-mem.md). */
 static int guard_regions(struct vm *vm)
 {
     char err[320];

@@ -25,12 +25,15 @@ struct seen {
     unsigned violations, failures;
     uint64_t last_gpa;
     bool last_write;
+    char who[128];
 };
 
-static void on_violation(void *opaque, struct hotplug_mem *hm, uint64_t gpa, bool write)
+static void on_violation(void *opaque, struct hotplug_mem *hm, uint64_t gpa, bool write,
+                         const char *who)
 {
     struct seen *s = opaque;
     (void)hm;
+    snprintf(s->who, sizeof(s->who), "%s", who);
     __atomic_add_fetch(&s->violations, 1, __ATOMIC_SEQ_CST);
     s->last_gpa = gpa;
     s->last_write = write;
@@ -105,6 +108,8 @@ TEST(guard_backs_plugged_blocks_and_refuses_unplugged_ones)
     CHECK_EQ(s.violations, 1);
     CHECK_EQ(s.last_gpa, GPA + SLOT + BLOCK);
     CHECK(!s.last_write);
+    /* This very thread faulted (get_user_pages on its behalf): one of ours. */
+    CHECK_STR_CONTAINS(s.who, "minivmm thread ");
     CHECK_EQ(remote_access(hm.hva + 3 * SLOT + 12288, true), EFAULT);
     CHECK_EQ(s.violations, 2);
     CHECK_EQ(s.last_gpa, GPA + 3 * SLOT + 12288);

@@ -53,8 +53,18 @@ int hotplug_guard_open(struct hotplug_guard *g, char *err, size_t errlen)
     if (fd < 0)
         return -EPERM;
     g->uffd = fd;
-    struct uffdio_api api = {.api = UFFD_API, .features = 0};
-    if (ioctl(fd, UFFDIO_API, &api) < 0) {
+    /* The faulting thread's id says whose access it was (Linux 4.14); a
+     * kernel without it refuses the feature and leaves the API unset, so
+     * asking again without it works. */
+    struct uffdio_api api = {.api = UFFD_API, .features = UFFD_FEATURE_THREAD_ID};
+    g->thread_ids = true;
+    int rc = ioctl(fd, UFFDIO_API, &api);
+    if (rc < 0 && errno == EINVAL) {
+        g->thread_ids = false;
+        api = (struct uffdio_api){.api = UFFD_API, .features = 0};
+        rc = ioctl(fd, UFFDIO_API, &api);
+    }
+    if (rc < 0) {
         snprintf(err, errlen, "UFFDIO_API: %s", strerror(errno));
         goto fail;
     }
@@ -119,8 +129,26 @@ static void refuse(struct hotplug_guard *g, uint64_t page, uint64_t page_size)
     wake(g, page, page_size);
 }
 
+/* Whose access faulted, for the report: one of minivmm's threads (a vCPU
+ * in KVM_RUN, a device reading a queue), or another: a kernel worker that
+ * KVM sent to fetch the page (an async page fault, x86), which says
+ * nothing of when the guest made the access. */
+static void describe_thread(const struct hotplug_guard *g, uint32_t tid, char *buf, size_t len)
+{
+    if (!g->thread_ids || !tid) {
+        snprintf(buf, len, "a thread this kernel does not name");
+        return;
+    }
+    /* Signal 0 to a thread of this process: it exists, or ESRCH. */
+    if (syscall(SYS_tgkill, getpid(), (pid_t)tid, 0) == 0)
+        snprintf(buf, len, "minivmm thread %u", tid);
+    else
+        snprintf(buf, len, "kernel thread %u, not minivmm's (KVM fetching the page for an "
+                 "async page fault)", tid);
+}
+
 /* One fault at host address hva: backed, or refused and reported. */
-static void handle_fault(struct hotplug_guard *g, uint64_t hva, bool write)
+static void handle_fault(struct hotplug_guard *g, uint64_t hva, bool write, uint32_t tid)
 {
     for (unsigned i = 0; i < g->n; i++) {
         struct hotplug_mem *hm = g->regions[i];
@@ -137,8 +165,10 @@ static void handle_fault(struct hotplug_guard *g, uint64_t hva, bool write)
             return;
         }
         if (rc == -EFAULT) {
+            char who[128];
+            describe_thread(g, tid, who, sizeof(who));
             if (g->on_violation)
-                g->on_violation(g->opaque, hm, hm->gpa + (hva - base), write);
+                g->on_violation(g->opaque, hm, hm->gpa + (hva - base), write, who);
         } else if (g->on_host_failure) {
             g->on_host_failure(g->opaque, hm, hm->gpa + (hva - base), -rc);
         }
@@ -162,7 +192,8 @@ static void serve(struct hotplug_guard *g)
         if (msgs[i].event != UFFD_EVENT_PAGEFAULT)
             continue;
         handle_fault(g, msgs[i].arg.pagefault.address,
-                                   msgs[i].arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WRITE);
+                     msgs[i].arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WRITE,
+                     g->thread_ids ? msgs[i].arg.pagefault.feat.ptid : 0);
     }
 }
 

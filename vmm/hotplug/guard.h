@@ -25,11 +25,15 @@ struct hotplug_guard {
     int stop_fd;                /* eventfd: ends the thread */
     pthread_t thread;
     bool running;
+    bool thread_ids;            /* faults name their thread (UFFD_FEATURE_THREAD_ID) */
     unsigned n;
     struct hotplug_mem *regions[CONFIG_MAX_VIRTIO_MEM];
     /* Called from the guard's thread with the region that faulted; gpa is
-     * the faulting page's guest-physical address. */
-    void (*on_violation)(void *opaque, struct hotplug_mem *hm, uint64_t gpa, bool write);
+     * the faulting page's guest-physical address; who names the thread
+     * whose access faulted ("minivmm thread 1234", or a kernel thread: KVM
+     * fetching a page for an async page fault). */
+    void (*on_violation)(void *opaque, struct hotplug_mem *hm, uint64_t gpa, bool write,
+                         const char *who);
     void (*on_host_failure)(void *opaque, struct hotplug_mem *hm, uint64_t gpa, int err);
     void *opaque;
 };
