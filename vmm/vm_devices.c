@@ -47,6 +47,26 @@ static void guest_touched_unplugged(struct vm_virtio_mem *v, uint64_t gpa, bool 
                     v->dev.id, write ? "wrote to" : "read from", (unsigned long long)gpa);
 }
 
+/* The same stop when a vCPU's KVM_RUN failed (EFAULT) on a page of an
+ * unplugged block: one a kernel worker's late fetch left inaccessible
+ * (vmm/hotplug/guard.c), which only the guest touches again. */
+static void guest_touched_refused(struct vm_virtio_mem *v, uint64_t gpa, const char *how)
+{
+    if (__atomic_exchange_n(&v->error_reported, true, __ATOMIC_RELAXED))
+        return;
+    struct vm *vm = v->vm;
+    __atomic_add_fetch(&v->mem.blocked_accesses, 1, __ATOMIC_RELAXED);
+    event_publish(&vm->events, "guest_error",
+                  "\"id\":\"%s\",\"gpa\":%llu,\"access\":\"unknown\",\"rule\":"
+                  "\"unplugged_inaccessible\"",
+                  v->dev.id, (unsigned long long)gpa);
+    vm_request_stop(vm, VM_STOP_ERROR,
+                    "%s: guest touched unplugged memory at 0x%llx (%s: EFAULT on a page made "
+                    "inaccessible after a late fetch); unplugged blocks are inaccessible "
+                    "(VIRTIO_MEM_F_UNPLUGGED_INACCESSIBLE): VM stopped",
+                    v->dev.id, (unsigned long long)gpa, how);
+}
+
 static struct vm_virtio_mem *owner(struct hotplug_mem *hm)
 {
     return (struct vm_virtio_mem *)((char *)hm - offsetof(struct vm_virtio_mem, mem));
@@ -112,7 +132,22 @@ void vm_memory_fault(struct vm *vm, unsigned vcpu, const uint64_t *gpa, int err)
     for (unsigned i = 0; gpa && i < vm->n_virtio_mem; i++) {
         struct vm_virtio_mem *v = &vm->virtio_mem[i];
         if (v->mem_ready && *gpa >= v->mem.gpa && *gpa - v->mem.gpa < v->mem.size) {
-            backing_failed(v, *gpa, err, how);
+            if (err == EFAULT && !hotplug_mem_is_plugged(&v->mem, *gpa - v->mem.gpa))
+                guest_touched_refused(v, *gpa, how);
+            else
+                backing_failed(v, *gpa, err, how);
+            return;
+        }
+    }
+    /* Without the address: the pages a late fetch left inaccessible are
+     * the only ones a running VM has, and only the guest goes back to
+     * them (the guard's refusals of the guest's own touches stopped the VM
+     * before this). */
+    for (unsigned i = 0; !gpa && err == EFAULT && i < vm->n_virtio_mem; i++) {
+        struct vm_virtio_mem *v = &vm->virtio_mem[i];
+        uint64_t offset;
+        if (v->mem_ready && hotplug_mem_late_refused_page(&v->mem, &offset)) {
+            guest_touched_refused(v, v->mem.gpa + offset, how);
             return;
         }
     }
@@ -231,14 +266,14 @@ int vm_devices_create(struct vm *vm)
         uint32_t gsi = first_gsi + index;
         uint64_t base = arch_device_mmio_base(index);
 
-        /* A guarded region is backed when a block is plugged (as with
-         * prealloc): KVM then never meets a missing page in a plugged block,
-         * so it never fetches one from a kernel worker (async page fault)
-         * that could run after the guest unplugged the block, which the
-         * guard could not tell from the guest touching unplugged memory. */
+        /* Guarded or not, a block is backed on its first touch unless
+         * prealloc=on: the guard backs only plugged blocks, and tells a
+         * kernel worker's late fetch (an async page fault that ran after
+         * the guest unplugged the block) from the guest's own touch
+         * (vmm/hotplug/guard.c, docs/virtio-mem.md). */
         rc = hotplug_mem_init(&v->mem, vm->vm_fd, o->id, place[i].gpa, place[i].size,
                               place[i].slot_size, o->block_size, place[i].first_slot,
-                              &o->backing, o->prealloc || o->guard);
+                              &o->backing, o->prealloc);
         if (rc)
             return rc;
         v->mem_ready = true;

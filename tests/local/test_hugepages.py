@@ -232,12 +232,14 @@ def test_prealloc_plug_is_busy_while_the_pool_is_empty_and_succeeds_later(
     assert g.p.returncode == 0, err
 
 
-def test_guarded_plug_is_busy_while_the_pool_is_empty(minivmm, guest_kernel, pools, tmp_path):
-    """The guard (on by default) backs a block when it is plugged, as prealloc does: with
-    the pool empty the plug is answered BUSY and the guest runs on."""
+def test_guarded_prealloc_plug_is_busy_while_the_pool_is_empty(
+        minivmm, guest_kernel, pools, tmp_path):
+    """With the guard (on by default) and prealloc=on a block is backed when
+    it is plugged: with the pool empty the plug is answered BUSY and the
+    guest runs on."""
     pools(2 * MIB, 0)
     g = Guest(minivmm, guest_kernel, str(tmp_path / "api.sock"),
-              virtio_mem="m0:4G,hugepages=2M,requested=4G")
+              virtio_mem="m0:4G,hugepages=2M,prealloc=on,requested=4G")
     try:
         assert g.request("p", 0, 1) == BUSY
         assert g.device()["plugged_size"] == 0
@@ -250,14 +252,16 @@ def test_guarded_plug_is_busy_while_the_pool_is_empty(minivmm, guest_kernel, poo
     assert g.p.returncode == 0, err
 
 
+@pytest.mark.parametrize("guard", ["on", "off"])
 def test_first_touch_the_host_cannot_back_stops_the_vm_with_a_reason(
-        minivmm, guest_kernel, pools, tmp_path):
-    """Without prealloc and with guard=off the plug is accepted; the first write
-    finds the pool empty. Never a SIGBUS death: status 1, a line naming the
-    device, the address and the cause, a host_error event."""
+        minivmm, guest_kernel, pools, tmp_path, guard):
+    """Without prealloc the plug is accepted, guarded (the default) or not;
+    the first write finds the pool empty. Never a SIGBUS death: status 1, a
+    line naming the device, the address and the cause, a host_error event."""
     pools(2 * MIB, 0)
     sock = str(tmp_path / "api.sock")
-    g = Guest(minivmm, guest_kernel, sock, virtio_mem="m0:4G,hugepages=2M,requested=4G,guard=off")
+    g = Guest(minivmm, guest_kernel, sock,
+              virtio_mem=f"m0:4G,hugepages=2M,requested=4G,guard={guard}")
     events = open_events(sock)
     assert g.request("p", 0, 1) == ACK
     g.p.stdin.write(b"w0 1\n")
@@ -271,6 +275,8 @@ def test_first_touch_the_host_cannot_back_stops_the_vm_with_a_reason(
     hows, cause = ["access emulated by KVM"], "Bad address"
     if kvm_reports_fault_addresses():
         hows.append("KVM_RUN on vCPU 0")
+    if guard == "on":   # the guard meets the first touch and fails to back it
+        hows, cause = ["userfaultfd guard"], "Cannot allocate memory"
     line = [ln for ln in err.splitlines() if "VM stopped" in ln]
     assert len(line) == 1, err
     assert any(line[0].endswith(

@@ -41,6 +41,7 @@
 #define API_LINGER_MS 2000
 #define API_EPOLL_LISTEN ((uint32_t)API_MAX_CONNECTIONS)
 #define API_EPOLL_WAKE ((uint32_t)API_MAX_CONNECTIONS + 1)
+#define API_EPOLL_REAP ((uint32_t)API_MAX_CONNECTIONS + 2)
 
 struct api_pending {
     int fd;                     /* -1: a free slot */
@@ -350,7 +351,9 @@ static void *front_main(void *arg)
         }
         for (int k = 0; k < n; k++) {
             uint32_t i = evs[k].data.u32;
-            if (i == API_EPOLL_WAKE) {
+            if (i == API_EPOLL_REAP) {
+                api_conns_reap(f->s);
+            } else if (i == API_EPOLL_WAKE) {
                 if (atomic_load(&f->s->stopping))
                     goto out;
             } else if (i == API_EPOLL_LISTEN) {
@@ -405,8 +408,10 @@ int api_front_start(struct api_server *s, struct api_front **out, char *err, siz
     }
     struct epoll_event lev = {.events = EPOLLIN, .data.u32 = API_EPOLL_LISTEN};
     struct epoll_event wev = {.events = EPOLLIN, .data.u32 = API_EPOLL_WAKE};
+    struct epoll_event rev = {.events = EPOLLIN, .data.u32 = API_EPOLL_REAP};
     if (epoll_ctl(f->epfd, EPOLL_CTL_ADD, s->sock.fd, &lev) != 0 ||
-        epoll_ctl(f->epfd, EPOLL_CTL_ADD, f->wakefd, &wev) != 0) {
+        epoll_ctl(f->epfd, EPOLL_CTL_ADD, f->wakefd, &wev) != 0 ||
+        epoll_ctl(f->epfd, EPOLL_CTL_ADD, s->reap_fd, &rev) != 0) {
         rc = -errno;
         snprintf(err, errlen, "api: epoll_ctl(ADD): %s", strerror(errno));
         goto fail_wake;

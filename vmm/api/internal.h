@@ -41,6 +41,7 @@ struct api_conn_slot {
     bool busy;                  /* a thread was started and is not yet joined */
     bool done;                  /* that thread has finished: join it */
     pthread_t thread;
+    void *stack;                /* the thread's own stack (mmap), unmapped when joined */
     size_t length;              /* the request's bytes, head and body */
 };
 
@@ -60,6 +61,7 @@ struct api_server {
     atomic_bool stopping;       /* long requests end when set */
     atomic_int in_flight;       /* connections being served */
     atomic_int long_reqs;       /* ?wait requests and /events streams running */
+    int reap_fd;                /* eventfd: a connection thread finished (api/front.c reaps) */
     pthread_mutex_t conns_lock; /* the slots */
     struct api_conn_slot conns[API_MAX_CONNECTIONS];
 };
@@ -117,5 +119,9 @@ void api_conn_start(struct api_server *s, int fd, size_t length);
 
 /* Connections being served (for the front door's limit). */
 unsigned api_conns_busy(struct api_server *s);
+
+/* Joins the connection threads that have finished and unmaps their stacks
+ * (the front door, when s->reap_fd says one finished). */
+void api_conns_reap(struct api_server *s);
 
 #endif

@@ -90,7 +90,7 @@ int virtio_mem_opts_parse(const char *text, struct virtio_mem_opts *o, char *err
     memcpy(o->id, text, id_len);
     o->id[id_len] = '\0';
 
-    bool node_given = false, block_given = false, prealloc_given = false;
+    bool node_given = false, block_given = false;
     const char *p = colon + 1;
     const char *comma = strchr(p, ',');
     size_t len = comma ? (size_t)(comma - p) : strlen(p);
@@ -145,8 +145,6 @@ int virtio_mem_opts_parse(const char *text, struct virtio_mem_opts *o, char *err
             else
                 return fail(err, errlen, "%s: %.*s=%.*s: expected on or off", o->id,
                             (int)key_len, p, (int)val_len, val);
-            if (KEY_IS("prealloc"))
-                prealloc_given = true;
         } else {
             return fail(err, errlen,
                         "%s: unknown key '%.*s' (node, block, slot, requested, prealloc, "
@@ -156,10 +154,6 @@ int virtio_mem_opts_parse(const char *text, struct virtio_mem_opts *o, char *err
 #undef KEY_IS
     }
 
-    /* The guard backs blocks when they are plugged (vm_devices.c says why). */
-    if (o->guard && prealloc_given && !o->prealloc)
-        return fail(err, errlen, "%s: guard=on (the default) backs each block when it is "
-                    "plugged, as prealloc=on does; prealloc=off needs guard=off", o->id);
     /* The guard watches the region through a userfaultfd and backs a block
      * being plugged outside that watch. Anonymous memory can only be backed
      * through the mapping, so the range leaves the watch and rejoins it, and

@@ -129,22 +129,25 @@ static void refuse(struct hotplug_guard *g, uint64_t page, uint64_t page_size)
     wake(g, page, page_size);
 }
 
-/* Whose access faulted, for the report: one of minivmm's threads (a vCPU
- * in KVM_RUN, a device reading a queue), or another: a kernel worker that
- * KVM sent to fetch the page (an async page fault, x86), which says
- * nothing of when the guest made the access. */
-static void describe_thread(const struct hotplug_guard *g, uint32_t tid, char *buf, size_t len)
+/* Whether the faulting thread is one of minivmm's (a vCPU in KVM_RUN, a
+ * device reading a queue): its access is the guest's doing now. Otherwise
+ * it is a kernel worker KVM sent to fetch the page for an async page fault
+ * (x86), which may run long after the guest's access. Names the thread in
+ * who for the report. */
+static bool thread_is_ours(const struct hotplug_guard *g, uint32_t tid, char *who, size_t len)
 {
     if (!g->thread_ids || !tid) {
-        snprintf(buf, len, "a thread this kernel does not name");
-        return;
+        snprintf(who, len, "a thread this kernel does not name");
+        return true;
     }
     /* Signal 0 to a thread of this process: it exists, or ESRCH. */
-    if (syscall(SYS_tgkill, getpid(), (pid_t)tid, 0) == 0)
-        snprintf(buf, len, "minivmm thread %u", tid);
-    else
-        snprintf(buf, len, "kernel thread %u, not minivmm's (KVM fetching the page for an "
-                 "async page fault)", tid);
+    if (syscall(SYS_tgkill, getpid(), (pid_t)tid, 0) == 0) {
+        snprintf(who, len, "minivmm thread %u", tid);
+        return true;
+    }
+    snprintf(who, len, "kernel thread %u, not minivmm's (KVM fetching the page for an async "
+             "page fault)", tid);
+    return false;
 }
 
 /* One fault at host address hva: backed, or refused and reported. */
@@ -157,16 +160,24 @@ static void handle_fault(struct hotplug_guard *g, uint64_t hva, bool write, uint
             continue;
         uint64_t page = hva & ~(hm->page_size - 1);
         uint64_t offset = page - base;
-        int rc = hotplug_mem_fault(hm, offset);
+        char who[128];
+        bool ours = thread_is_ours(g, tid, who, sizeof(who));
+        int rc = ours ? hotplug_mem_fault(hm, offset) : hotplug_mem_fault_late(hm, offset);
         if (rc == 0) {
             /* Backed: every waiter on this page (and its neighbours in the
              * chunk, which share the new memory) may retry. */
             wake(g, page, hm->page_size);
             return;
         }
+        if (rc == 1) {
+            /* A late fetch of a page the guest has unplugged since: the
+             * page is inaccessible now, so the retried fetch fails. */
+            log_debug("%s: a kernel worker's late fetch at 0x%llx refused (the block is "
+                      "unplugged)", hm->name, (unsigned long long)(hm->gpa + offset));
+            wake(g, page, hm->page_size);
+            return;
+        }
         if (rc == -EFAULT) {
-            char who[128];
-            describe_thread(g, tid, who, sizeof(who));
             if (g->on_violation)
                 g->on_violation(g->opaque, hm, hm->gpa + (hva - base), write, who);
         } else if (g->on_host_failure) {

@@ -323,14 +323,33 @@ static int check_range(const struct hotplug_mem *hm, uint64_t offset, uint64_t l
     return 0;
 }
 
+/* Pages a late fetch left inaccessible in [offset, offset + len) become
+ * accessible again (backing_lock held): their block is being plugged. */
+static void restore_late_refused(struct hotplug_mem *hm, uint64_t offset, uint64_t len)
+{
+    for (unsigned i = 0; i < hm->n_late_refused;) {
+        uint64_t page = hm->late_refused[i];
+        if (page < offset || page - offset >= len) {
+            i++;
+            continue;
+        }
+        if (mprotect(hm->hva + page, hm->page_size, PROT_READ | PROT_WRITE) != 0)
+            log_error("%s: making the page at offset 0x%llx accessible again: %s", hm->name,
+                      (unsigned long long)page, strerror(errno));
+        hm->late_refused[i] = hm->late_refused[--hm->n_late_refused];
+    }
+}
+
 /* Marks blocks backable (plugged) or not, as the guard sees them. */
 static void set_backable(struct hotplug_mem *hm, uint64_t offset, uint64_t len, bool on)
 {
     pthread_mutex_lock(&hm->backing_lock);
-    if (on)
+    if (on) {
+        restore_late_refused(hm, offset, len);
         bitmap_set_range(hm->block_plugged, offset / hm->block_size, len / hm->block_size);
-    else
+    } else {
         bitmap_clear_range(hm->block_plugged, offset / hm->block_size, len / hm->block_size);
+    }
     pthread_mutex_unlock(&hm->backing_lock);
 }
 
@@ -473,6 +492,50 @@ int hotplug_mem_fault(struct hotplug_mem *hm, uint64_t offset)
     else if (rc)
         __atomic_add_fetch(&hm->backing_failures, 1, __ATOMIC_RELAXED);
     return rc;
+}
+
+int hotplug_mem_fault_late(struct hotplug_mem *hm, uint64_t offset)
+{
+    if (offset >= hm->size)
+        return -EFAULT;
+    uint64_t chunk = hm->block_size < FAULT_CHUNK ? hm->block_size : FAULT_CHUNK;
+    if (chunk < hm->page_size)
+        chunk = hm->page_size;
+    uint64_t page = offset & ~(hm->page_size - 1);
+    pthread_mutex_lock(&hm->backing_lock);
+    int rc;
+    if (bitmap_count(hm->block_plugged, offset / hm->block_size, 1)) {
+        rc = populate(hm, offset & ~(chunk - 1), chunk, NULL);
+    } else if (hm->n_late_refused == HOTPLUG_MEM_MAX_LATE) {
+        rc = -EFAULT;
+    } else if (mprotect(hm->hva + page, hm->page_size, PROT_NONE) != 0) {
+        rc = -errno;
+        log_error("%s: making the page at offset 0x%llx inaccessible: %s", hm->name,
+                  (unsigned long long)page, strerror(errno));
+    } else {
+        /* Under the lock, so a plug of this block cannot slip in between
+         * and leave it inaccessible. */
+        hm->late_refused[hm->n_late_refused++] = page;
+        rc = 1;
+    }
+    pthread_mutex_unlock(&hm->backing_lock);
+    if (rc == -EFAULT)
+        __atomic_add_fetch(&hm->blocked_accesses, 1, __ATOMIC_RELAXED);
+    else if (rc == 1)
+        __atomic_add_fetch(&hm->late_fetches, 1, __ATOMIC_RELAXED);
+    else if (rc)
+        __atomic_add_fetch(&hm->backing_failures, 1, __ATOMIC_RELAXED);
+    return rc;
+}
+
+bool hotplug_mem_late_refused_page(struct hotplug_mem *hm, uint64_t *offset)
+{
+    pthread_mutex_lock(&hm->backing_lock);
+    bool any = hm->n_late_refused > 0;
+    if (any)
+        *offset = hm->late_refused[hm->n_late_refused - 1];
+    pthread_mutex_unlock(&hm->backing_lock);
+    return any;
 }
 
 bool hotplug_mem_is_plugged(struct hotplug_mem *hm, uint64_t offset)

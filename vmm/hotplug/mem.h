@@ -26,6 +26,10 @@
 
 #include "vmm/hugepages.h"
 
+/* Pages of one region that late fetches may hold inaccessible at once;
+ * one more is the guest's doing (hotplug_mem_fault_late). */
+#define HOTPLUG_MEM_MAX_LATE 64
+
 struct hotplug_mem {
     int vm_fd;                  /* -1: no KVM (unit tests); memslots skipped */
     int memfd;                  /* -1: anonymous memory */
@@ -53,6 +57,12 @@ struct hotplug_mem {
     pthread_mutex_t backing_lock;
     bool backing_lock_ready;
     uint64_t *block_plugged;    /* bitmap, one bit per block */
+    /* Pages of unplugged blocks made inaccessible for a kernel worker's
+     * late fetch (hotplug_mem_fault_late), made accessible again when their
+     * block is plugged; under backing_lock. */
+    uint64_t late_refused[HOTPLUG_MEM_MAX_LATE];
+    unsigned n_late_refused;
+    uint64_t late_fetches;      /* late fetches refused in all (atomic) */
     uint64_t blocked_accesses;  /* guest touches of unplugged memory (atomic) */
     uint64_t backing_failures;  /* first touches the host could not back (atomic) */
 };
@@ -97,6 +107,25 @@ int hotplug_mem_unplug(struct hotplug_mem *hm, uint64_t offset, uint64_t len);
  * is unplugged (the guest broke the rule; nothing is allocated); -ENOMEM
  * when the host cannot back plugged memory. Thread-safe. */
 int hotplug_mem_fault(struct hotplug_mem *hm, uint64_t offset);
+
+/* The same question asked by a thread that is not minivmm's: a kernel worker
+ * KVM sent to fetch the page for an async page fault (x86), which may run
+ * long after the guest's access, and after the guest, done with the page,
+ * has unplugged its block: such a fetch says nothing of what the guest does
+ * now. A plugged block's page is backed as by hotplug_mem_fault (0); an
+ * unplugged block's page is made inaccessible (PROT_NONE) without blaming
+ * the guest (1): the worker's fetch fails, nothing is allocated, and an
+ * access the guest does make to it again fails on its vCPU (KVM_RUN
+ * EFAULT). The page becomes accessible again when its block is plugged.
+ * -EFAULT when HOTPLUG_MEM_MAX_LATE pages are held so already (no race of a
+ * well-behaved guest comes near: this is the guest's doing); -ENOMEM as for
+ * hotplug_mem_fault. Thread-safe. */
+int hotplug_mem_fault_late(struct hotplug_mem *hm, uint64_t offset);
+
+/* A page a late fetch left inaccessible (offset into the region), if any:
+ * the page a vCPU's EFAULT most likely hit when the kernel cannot say
+ * where. Thread-safe. */
+bool hotplug_mem_late_refused_page(struct hotplug_mem *hm, uint64_t *offset);
 
 /* Whether the block holding offset is plugged now. Thread-safe. */
 bool hotplug_mem_is_plugged(struct hotplug_mem *hm, uint64_t offset);
