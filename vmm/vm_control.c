@@ -106,6 +106,7 @@ static void fill_info(struct vm_virtio_mem *v, const struct virtio_mem_opts *o,
     out->driver_state = driver_state(&v->transport);
     out->host_backed_bytes = hotplug_mem_resident(&v->mem);
     out->blocked_accesses = __atomic_load_n(&v->mem.blocked_accesses, __ATOMIC_RELAXED);
+    out->late_fetches = __atomic_load_n(&v->mem.late_fetches, __ATOMIC_RELAXED);
     out->memslots = memslots;
     out->slot_size = v->mem.slot_size;
     /* With the guard only plugged blocks are ever backed. Without it a
@@ -201,6 +202,10 @@ static const struct dev_metric dev_metrics[] = {
     {"minivmm_virtio_mem_blocked_accesses_total", "counter",
      "Guest accesses to unplugged memory refused (each stops the VM).",
      DEV_FIELD(blocked_accesses)},
+    {"minivmm_virtio_mem_late_fetches_refused_total", "counter",
+     "Fetches of unplugged memory by KVM's async page fault workers, refused without "
+     "blaming the guest (the guest may have unplugged the block since its access).",
+     DEV_FIELD(late_fetches)},
 };
 
 struct dev_counter {

@@ -32,6 +32,7 @@ struct vmc_virtio_mem_info {
     uint64_t host_backed_bound; /* what host_backed_bytes never exceeds: plugged_size with
                                  * the guard, the registered memslots without it */
     uint64_t blocked_accesses;  /* guest touches of unplugged memory refused */
+    uint64_t late_fetches;      /* kernel workers' late fetches of unplugged memory refused */
     uint32_t memslots;          /* KVM memslots registered now */
     uint64_t slot_size;         /* the size of each (slot= or the layout's policy) */
     uint64_t req_plug, req_unplug, req_unplug_all, req_state;

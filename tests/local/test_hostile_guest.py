@@ -141,6 +141,7 @@ def test_blocked_access_is_counted_in_the_metrics(minivmm, hostile_kernel, tmp_p
         read_until(p.stdout, b"HOSTILE-READY")
         metrics = request(sock_path, "GET", "/metrics").body.decode()
         assert 'minivmm_virtio_mem_blocked_accesses_total{id="m0",node="0"} 0' in metrics
+        assert 'minivmm_virtio_mem_late_fetches_refused_total{id="m0",node="0"} 0' in metrics
         assert 'minivmm_virtio_mem_host_backed_bound_bytes{id="m0",node="0"} 2097152' in metrics
         # The plug of that block (a populate and a memslot) took the device
         # measurable time, and far less than the whole run so far.
