@@ -46,7 +46,7 @@ static const struct allowed common[] = {
     {{"mmap"}, "malloc arenas and large allocations"},
     {{"munmap"}, "malloc, and thread stacks on exit"},
     {{"mremap"}, "realloc of large buffers"},
-    {{"mprotect"}, "malloc arena growth"},
+    {{"mprotect"}, "malloc arena growth; the memory guard makes refused pages inaccessible"},
     {{"brk"}, "malloc's main heap"},
     {{"write"}, "log lines on stderr, the console on stdout, eventfd signals"},
     {{"clock_gettime"}, "timestamps when the vDSO falls back"},
