@@ -98,12 +98,15 @@ def test_resize_events_and_reboot(host, minivmm):
     assert online_bytes(s, host) == 4 * GIB
     assert memtotal_kb(s) - base_kb == 4 * GIB // 1024
 
-    # guard=on backs blocks when they are plugged; use 256 MiB of them, then
-    # free it again.
-    assert device(host)["host_backed_bytes"] == 4 * GIB
+    # The guard (on by default) backs plugged blocks as the guest touches
+    # them: far less than the 4 GiB plugged, and a 256 MiB file in the
+    # guest's tmpfs (wherever the guest puts it) never takes it above.
+    before = device(host)["host_backed_bytes"]
+    assert before < 2 * GIB, before
     run(s, "dd if=/dev/zero of=/tmp/fill bs=1M count=256 2>/dev/null; echo FI''LLED",
         r"FILLED\r?\n", timeout=180)
-    assert device(host)["host_backed_bytes"] == 4 * GIB
+    after = device(host)["host_backed_bytes"]
+    assert before <= after <= 4 * GIB, (before, after)
     run(s, "rm /tmp/fill; echo REM''OVED", r"REMOVED\r?\n")
 
     # Shrink to 0: online_movable memory can be offlined, so the guest gives
@@ -132,7 +135,7 @@ def test_resize_events_and_reboot(host, minivmm):
     run(s, "loadmod virtio_mem; echo LOA''DED", r"LOADED\r?\n")
     code, d = curl(host, "PATCH", "/virtio-mem/node0?wait=240", {"requested_size": "2G"})
     assert code == 200 and d["plugged_size"] == 2 * GIB, (code, d)
-    assert device(host)["host_backed_bytes"] == 2 * GIB
+    assert device(host)["host_backed_bytes"] <= 2 * GIB
     code, vm = curl(host, "GET", "/vm")
     assert code == 200 and vm["reboots"] == 1, vm
 

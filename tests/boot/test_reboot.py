@@ -32,8 +32,8 @@ def wait_online(s, want):
 @pytest.mark.arm64
 def test_reboot_unplugs_and_replugs(host, minivmm):
     # guard=off: the host backs what the guest touches, so host memory shows
-    # the data written (with the guard it is the whole plugged size at once;
-    # tests/boot/test_api_boot.py reboots a guarded device).
+    # the data written (the same with the guard, the default, which
+    # tests/boot/test_api_boot.py reboots).
     cmd = minivmm_cmd(host, minivmm, "6.1", cpus=2, mem="1G",
                       extra=["--virtio-mem", "node0:8G,requested=1G,guard=off"])
     s = host.spawn("sh -c " + shlex.quote(f"echo VMMPID=$$; exec {cmd}"))
