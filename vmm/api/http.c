@@ -30,7 +30,7 @@ static bool is_tchar(unsigned char c)
     return c && strchr("!#$%&'*+-.^_`|~", c) != NULL;
 }
 
-static int hex_value(unsigned char c)
+int api_http_hex_digit(unsigned char c)
 {
     if (c >= '0' && c <= '9')
         return c - '0';
@@ -83,8 +83,8 @@ static bool request_line(const char *buf, size_t end, bool *http11, struct api_h
             return false;
         }
         if (c == '%') {
-            if (i + 2 >= end || hex_value((unsigned char)buf[i + 1]) < 0 ||
-                hex_value((unsigned char)buf[i + 2]) < 0) {
+            if (i + 2 >= end || api_http_hex_digit((unsigned char)buf[i + 1]) < 0 ||
+                api_http_hex_digit((unsigned char)buf[i + 2]) < 0) {
                 refuse(out, 400, "the request target has a '%%' not followed by two hex digits");
                 return false;
             }

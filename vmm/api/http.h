@@ -37,6 +37,9 @@ struct api_http_check {
     bool http11;                /* HTTP/1.1 (else HTTP/1.0) */
 };
 
+/* The value of a hex digit, or -1. */
+int api_http_hex_digit(unsigned char c);
+
 /* Judges buf[0..n), the start of what the client sent (n <= API_HTTP_MAX_WIRE
  * is enough to decide). */
 void api_http_check(const char *buf, size_t n, struct api_http_check *out);

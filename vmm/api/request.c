@@ -7,17 +7,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int hex_digit(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* A NUL-terminated, decoded copy of p[0..len). */
 static char *decode(const char *p, size_t len, bool plus_is_space)
 {
@@ -26,8 +15,9 @@ static char *decode(const char *p, size_t len, bool plus_is_space)
         return NULL;
     for (size_t i = 0; i < len; i++) {
         int hi, lo;
-        if (p[i] == '%' && i + 2 < len && (hi = hex_digit(p[i + 1])) >= 0 &&
-            (lo = hex_digit(p[i + 2])) >= 0) {
+        if (p[i] == '%' && i + 2 < len &&
+            (hi = api_http_hex_digit((unsigned char)p[i + 1])) >= 0 &&
+            (lo = api_http_hex_digit((unsigned char)p[i + 2])) >= 0) {
             *o++ = (char)(hi * 16 + lo);
             i += 2;
         } else if (plus_is_space && p[i] == '+') {

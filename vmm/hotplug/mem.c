@@ -474,27 +474,10 @@ int hotplug_mem_unplug(struct hotplug_mem *hm, uint64_t offset, uint64_t len)
     return 0;
 }
 
-int hotplug_mem_fault(struct hotplug_mem *hm, uint64_t offset)
-{
-    if (offset >= hm->size)
-        return -EFAULT;
-    uint64_t chunk = hm->block_size < FAULT_CHUNK ? hm->block_size : FAULT_CHUNK;
-    if (chunk < hm->page_size)
-        chunk = hm->page_size;
-    uint64_t start = offset & ~(chunk - 1);
-    pthread_mutex_lock(&hm->backing_lock);
-    int rc = -EFAULT;
-    if (bitmap_count(hm->block_plugged, offset / hm->block_size, 1))
-        rc = populate(hm, start, chunk, NULL);
-    pthread_mutex_unlock(&hm->backing_lock);
-    if (rc == -EFAULT)
-        __atomic_add_fetch(&hm->blocked_accesses, 1, __ATOMIC_RELAXED);
-    else if (rc)
-        __atomic_add_fetch(&hm->backing_failures, 1, __ATOMIC_RELAXED);
-    return rc;
-}
-
-int hotplug_mem_fault_late(struct hotplug_mem *hm, uint64_t offset)
+/* hotplug_mem_fault and, late, hotplug_mem_fault_late: a plugged block's
+ * chunk around offset is backed (0); an unplugged block's page is refused,
+ * as the guest's doing (-EFAULT) or, late, made inaccessible and noted (1). */
+static int fault(struct hotplug_mem *hm, uint64_t offset, bool late)
 {
     if (offset >= hm->size)
         return -EFAULT;
@@ -506,7 +489,7 @@ int hotplug_mem_fault_late(struct hotplug_mem *hm, uint64_t offset)
     int rc;
     if (bitmap_count(hm->block_plugged, offset / hm->block_size, 1)) {
         rc = populate(hm, offset & ~(chunk - 1), chunk, NULL);
-    } else if (hm->n_late_refused == HOTPLUG_MEM_MAX_LATE) {
+    } else if (!late || hm->n_late_refused == HOTPLUG_MEM_MAX_LATE) {
         rc = -EFAULT;
     } else if (mprotect(hm->hva + page, hm->page_size, PROT_NONE) != 0) {
         rc = -errno;
@@ -526,6 +509,16 @@ int hotplug_mem_fault_late(struct hotplug_mem *hm, uint64_t offset)
     else if (rc)
         __atomic_add_fetch(&hm->backing_failures, 1, __ATOMIC_RELAXED);
     return rc;
+}
+
+int hotplug_mem_fault(struct hotplug_mem *hm, uint64_t offset)
+{
+    return fault(hm, offset, false);
+}
+
+int hotplug_mem_fault_late(struct hotplug_mem *hm, uint64_t offset)
+{
+    return fault(hm, offset, true);
 }
 
 bool hotplug_mem_late_refused_page(struct hotplug_mem *hm, uint64_t *offset)
