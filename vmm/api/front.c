@@ -16,7 +16,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <jansson.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -31,6 +30,7 @@
 
 #include "vmm/api/http.h"
 #include "vmm/api/internal.h"
+#include "vmm/api/json.h"
 #include "vmm/api/reply.h"
 #include "vmm/log.h"
 
@@ -70,44 +70,12 @@ static uint64_t now_ms(void)
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-/* Writes a whole small answer on a non-blocking socket. A client whose
- * socket buffer is full gets less: it is being closed anyway. */
-static void send_all(int fd, const char *p, size_t len)
-{
-    while (len) {
-        ssize_t n = send(fd, p, len, MSG_NOSIGNAL | MSG_DONTWAIT);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return;
-        p += n;
-        len -= (size_t)n;
-    }
-}
-
-/* A JSON error answer, as api_send_error makes them, on a socket not yet
- * handed to a connection thread. */
+/* A JSON error answer on a socket not yet handed to a connection thread;
+ * non-blocking: a client whose socket buffer is full gets less, and is
+ * being closed anyway. */
 static void send_error(int fd, unsigned status, const char *msg)
 {
-    char clean[256];
-    snprintf(clean, sizeof(clean), "%s", msg);
-    for (char *p = clean; *p; p++) {
-        if ((unsigned char)*p < 0x20 || (unsigned char)*p > 0x7e)
-            *p = '?';
-    }
-    json_t *body = json_pack("{s:s}", "error", clean);
-    char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
-    json_decref(body);
-    char *withnl = text ? realloc(text, strlen(text) + 2) : NULL;
-    if (withnl) {
-        strcat(withnl, "\n");
-        api_reply_write(fd, false, status, "application/json", NULL, withnl, strlen(withnl));
-        free(withnl);
-    } else {
-        static const char oom[] = "{\"error\":\"out of memory\"}\n";
-        free(text);
-        api_reply_write(fd, false, status, "application/json", NULL, oom, sizeof(oom) - 1);
-    }
+    api_write_error(fd, false, status, NULL, msg);
 }
 
 /* Whether the client has sent anything not yet read: a connection that
@@ -214,8 +182,7 @@ static void examine(struct api_front *f, unsigned i, bool peer_done)
             return;
         }
         if (chk.head_done && chk.expect_continue && !p->continued) {
-            static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
-            send_all(p->fd, cont, sizeof(cont) - 1);
+            api_reply_continue(p->fd);
             p->continued = true;
         }
         return;

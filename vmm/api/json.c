@@ -32,8 +32,7 @@ static int send_owned(struct api_conn *c, unsigned status, const char *content_t
 
 /* Sends json_dumps() output (taken over) as the body, newline-terminated:
  * a newline makes curl output and ndjson-minded tools happier. */
-static int send_json_text(struct api_conn *c, unsigned status,
-                                      const char *allow, char *text)
+static int send_json_text(struct api_conn *c, unsigned status, const char *allow, char *text)
 {
     size_t len = strlen(text);
     char *withnl = realloc(text, len + 2);
@@ -58,37 +57,49 @@ int api_send_json(struct api_conn *c, unsigned status, json_t *body)
     return send_json_text(c, status, NULL, text);
 }
 
-__attribute__((format(printf, 4, 0)))
-static int send_error_v(struct api_conn *c, unsigned status, const char *allow,
-                                    const char *fmt, va_list ap)
+int api_write_error(int fd, bool head_only, unsigned status, const char *allow,
+                    const char *msg)
 {
-    char msg[512];
-    vsnprintf(msg, sizeof(msg), fmt, ap);
+    char clean[512];
+    snprintf(clean, sizeof(clean), "%s", msg);
     /* Messages quote the client's path or values: keep them valid UTF-8. */
-    for (char *p = msg; *p; p++) {
+    for (char *p = clean; *p; p++) {
         if ((unsigned char)*p < 0x20 || (unsigned char)*p > 0x7e)
             *p = '?';
     }
-    json_t *body = json_pack("{s:s}", "error", msg);
+    json_t *body = json_pack("{s:s}", "error", clean);
     char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
     json_decref(body);
-    if (!text)
-        return send_oom(c);
-    return send_json_text(c, status, allow, text);
+    char *withnl = text ? realloc(text, strlen(text) + 2) : NULL;
+    int rc;
+    if (withnl) {
+        strcat(withnl, "\n");
+        rc = api_reply_write(fd, head_only, status, "application/json", allow, withnl,
+                             strlen(withnl));
+        free(withnl);
+    } else {
+        static const char oom[] = "{\"error\":\"out of memory\"}\n";
+        free(text);
+        rc = api_reply_write(fd, head_only, 500, "application/json", NULL, oom, sizeof(oom) - 1);
+    }
+    if (rc)
+        log_debug("api: a client did not take its %u answer: %s", status, strerror(-rc));
+    return rc ? -1 : 0;
 }
 
-int api_send_error(struct api_conn *c, unsigned status, const char *allow,
-                               const char *fmt, ...)
+int api_send_error(struct api_conn *c, unsigned status, const char *allow, const char *fmt,
+                   ...)
 {
+    char msg[512];
     va_list ap;
     va_start(ap, fmt);
-    int r = send_error_v(c, status, allow, fmt, ap);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    return r;
+    return api_write_error(c->fd, c->req.head, status, allow, msg);
 }
 
-int api_send_text(struct api_conn *c, unsigned status, const char *content_type,
-                              char *text, size_t len)
+int api_send_text(struct api_conn *c, unsigned status, const char *content_type, char *text,
+                  size_t len)
 {
     return send_owned(c, status, content_type, NULL, text, len);
 }

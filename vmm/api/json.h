@@ -4,6 +4,7 @@
 #define MINIVMM_API_JSON_H
 
 #include <jansson.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -22,6 +23,12 @@ int api_send_json(struct api_conn *c, unsigned status, json_t *body);
 __attribute__((format(printf, 4, 5)))
 int api_send_error(struct api_conn *c, unsigned status, const char *allow,
                                const char *fmt, ...);
+
+/* Writes {"error": "<msg>"} to the client socket fd, as api_send_error
+ * does (for a connection the front door has not handed on); no body when
+ * head_only. 0, or -1 when the client did not take it. */
+int api_write_error(int fd, bool head_only, unsigned status, const char *allow,
+                    const char *msg);
 
 /* Sends text of len bytes with the given Content-Type; takes ownership of
  * text (malloc'ed). */

@@ -81,6 +81,12 @@ int api_reply_write(int fd, bool head_only, unsigned status, const char *content
     return rc;
 }
 
+int api_reply_continue(int fd)
+{
+    static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+    return send_all(fd, cont, sizeof(cont) - 1, 0);
+}
+
 int api_reply_stream_begin(int fd, bool chunked, unsigned status, const char *content_type)
 {
     char head[512];

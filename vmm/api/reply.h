@@ -18,6 +18,9 @@ const char *api_reason_phrase(unsigned status);
 int api_reply_write(int fd, bool head_only, unsigned status, const char *content_type,
                     const char *allow, const char *body, size_t len);
 
+/* "100 Continue": the client may send the body it announced. */
+int api_reply_continue(int fd);
+
 /* A stream of unknown length: the head (chunked for an HTTP/1.1 client,
  * else ended by the connection's close), then pieces, then the end. Each
  * returns 0 or a negative errno. */

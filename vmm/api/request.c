@@ -30,16 +30,6 @@ static char *decode(const char *p, size_t len, bool plus_is_space)
     return out;
 }
 
-static char *copy(const char *p, size_t len)
-{
-    char *out = malloc(len + 1);
-    if (out) {
-        memcpy(out, p, len);
-        out[len] = '\0';
-    }
-    return out;
-}
-
 static int parse_query(const char *q, size_t len, struct api_http_request *out)
 {
     size_t i = 0;
@@ -72,12 +62,12 @@ int api_request_parse(const char *buf, const struct api_http_check *chk,
     out->http11 = chk->http11;
     out->body = buf + chk->body.off;
     out->body_len = chk->body.len;
-    out->method = copy(buf + chk->method.off, chk->method.len);
+    out->method = strndup(buf + chk->method.off, chk->method.len);
     if (!out->method)
         return -ENOMEM;
     out->head = !strcmp(out->method, "HEAD");
     if (chk->has_content_type) {
-        out->content_type = copy(buf + chk->content_type.off, chk->content_type.len);
+        out->content_type = strndup(buf + chk->content_type.off, chk->content_type.len);
         if (!out->content_type)
             return -ENOMEM;
     }
