@@ -56,25 +56,48 @@ void log_debug(const char *fmt, ...)
     va_end(ap);
 }
 
+#define RATELIMIT_WINDOW_MS 5000
+#define RATELIMIT_COUNT_BITS 24 /* the rest, 40 bits of ms, lasts 34 years of uptime */
+#define RATELIMIT_COUNT_MASK ((UINT64_C(1) << RATELIMIT_COUNT_BITS) - 1)
+
 int log_ratelimit_ok(struct log_ratelimit *rl, unsigned burst)
 {
+    if (burst == 0)
+        return 0;
+    if (burst > RATELIMIT_COUNT_MASK)
+        burst = RATELIMIT_COUNT_MASK;
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    int64_t now = (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-    /* Shared by threads (several vCPUs hitting the same bad access): all
-     * atomic, no lock on the exit path. The thread that moves the window on
-     * reports what the last one suppressed. */
-    int64_t start = __atomic_load_n(&rl->window_start_ns, __ATOMIC_RELAXED);
-    if (now - start > 5000000000LL &&
-        __atomic_compare_exchange_n(&rl->window_start_ns, &start, now, false, __ATOMIC_RELAXED,
-                                    __ATOMIC_RELAXED)) {
+    uint64_t now_ms = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+    uint64_t seen = __atomic_load_n(&rl->window, __ATOMIC_RELAXED);
+    bool opens;
+    for (;;) {
+        uint64_t opened_ms = seen >> RATELIMIT_COUNT_BITS;
+        uint64_t printed = seen & RATELIMIT_COUNT_MASK;
+        /* A thread that read the clock before another opened a newer
+         * window (now_ms < opened_ms) counts in that newer window. */
+        opens = now_ms >= opened_ms && now_ms - opened_ms >= RATELIMIT_WINDOW_MS;
+        if (!opens && printed >= burst) {
+            __atomic_fetch_add(&rl->suppressed, 1, __ATOMIC_RELAXED);
+            return 0;
+        }
+        uint64_t next = opens ? now_ms << RATELIMIT_COUNT_BITS | 1 : seen + 1;
+        if (__atomic_compare_exchange_n(&rl->window, &seen, next, false, __ATOMIC_RELAXED,
+                                        __ATOMIC_RELAXED))
+            break;
+    }
+    /* Only the thread whose swap opened the window reports what the last one
+     * held back. A line suppressed in the old window after this exchange is
+     * reported by the next window's opener, so none goes uncounted. */
+    if (opens) {
         unsigned suppressed = __atomic_exchange_n(&rl->suppressed, 0, __ATOMIC_RELAXED);
-        __atomic_store_n(&rl->printed, 0, __ATOMIC_RELAXED);
         if (suppressed)
             log_warn("(%u similar messages suppressed)", suppressed);
     }
-    if (__atomic_fetch_add(&rl->printed, 1, __ATOMIC_RELAXED) < burst)
-        return 1;
-    __atomic_fetch_add(&rl->suppressed, 1, __ATOMIC_RELAXED);
-    return 0;
+    return 1;
+}
+
+unsigned log_ratelimit_suppressed(const struct log_ratelimit *rl)
+{
+    return __atomic_load_n(&rl->suppressed, __ATOMIC_RELAXED);
 }
