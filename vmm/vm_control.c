@@ -107,6 +107,7 @@ static void fill_info(struct vm_virtio_mem *v, const struct virtio_mem_opts *o,
     out->host_backed_bytes = hotplug_mem_resident(&v->mem);
     out->blocked_accesses = __atomic_load_n(&v->mem.blocked_accesses, __ATOMIC_RELAXED);
     out->late_fetches = __atomic_load_n(&v->mem.late_fetches, __ATOMIC_RELAXED);
+    out->first_touch_ns = __atomic_load_n(&v->mem.first_touch_ns, __ATOMIC_RELAXED);
     out->memslots = memslots;
     out->slot_size = v->mem.slot_size;
     /* With the guard only plugged blocks are ever backed. Without it a
@@ -303,6 +304,12 @@ void vmc_metrics(struct vm *vm, FILE *out)
     for (unsigned i = 0; i < have; i++)
         fprintf(out, "minivmm_virtio_mem_serving_seconds_total{id=\"%s\",node=\"%u\"} %.6f\n",
                 devs[i].id, devs[i].node, (double)devs[i].serving_ns / 1e9);
+    fprintf(out, "# HELP minivmm_virtio_mem_first_touch_seconds_total Time the guard spent "
+                 "backing first touches of plugged blocks (the touching thread waits for it).\n"
+                 "# TYPE minivmm_virtio_mem_first_touch_seconds_total counter\n");
+    for (unsigned i = 0; i < have; i++)
+        fprintf(out, "minivmm_virtio_mem_first_touch_seconds_total{id=\"%s\",node=\"%u\"} %.6f\n",
+                devs[i].id, devs[i].node, (double)devs[i].first_touch_ns / 1e9);
     fprintf(out, "# HELP minivmm_virtio_mem_requests_total Driver requests by type.\n"
                  "# TYPE minivmm_virtio_mem_requests_total counter\n");
     for (unsigned i = 0; i < have; i++)

@@ -38,6 +38,7 @@ struct vmc_virtio_mem_info {
     uint64_t req_plug, req_unplug, req_unplug_all, req_state;
     uint64_t resp_ack, resp_nack, resp_busy, resp_error;
     uint64_t serving_ns;        /* time the device spent serving requests */
+    uint64_t first_touch_ns;    /* time the guard spent backing first touches */
 };
 
 void vmc_vm_info(struct vm *vm, struct vmc_vm_info *out);

@@ -149,6 +149,12 @@ def test_blocked_access_is_counted_in_the_metrics(minivmm, hostile_kernel, tmp_p
                       r'([0-9.]+)$', metrics, re.M)
         assert m, metrics
         assert 0 < float(m.group(1)) < 10, m.group(0)
+        # The guest wrote the block it plugged: the guard backed that first
+        # touch, and timed it apart from serving the requests.
+        m = re.search(r'^minivmm_virtio_mem_first_touch_seconds_total\{id="m0",node="0"\} '
+                      r'([0-9.]+)$', metrics, re.M)
+        assert m, metrics
+        assert 0 < float(m.group(1)) < 10, m.group(0)
         p.stdin.write(b"x")
         p.stdin.flush()
         p.communicate(timeout=30)

@@ -12,6 +12,7 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "vmm/anon_mem.h"
@@ -485,10 +486,16 @@ static int fault(struct hotplug_mem *hm, uint64_t offset, bool late)
     if (chunk < hm->page_size)
         chunk = hm->page_size;
     uint64_t page = offset & ~(hm->page_size - 1);
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
     pthread_mutex_lock(&hm->backing_lock);
     int rc;
     if (bitmap_count(hm->block_plugged, offset / hm->block_size, 1)) {
         rc = populate(hm, offset & ~(chunk - 1), chunk, NULL);
+        struct timespec t1;
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        int64_t ns = (int64_t)(t1.tv_sec - t0.tv_sec) * 1000000000 + (t1.tv_nsec - t0.tv_nsec);
+        __atomic_add_fetch(&hm->first_touch_ns, (uint64_t)ns, __ATOMIC_RELAXED);
     } else if (!late || hm->n_late_refused == HOTPLUG_MEM_MAX_LATE) {
         rc = -EFAULT;
     } else if (mprotect(hm->hva + page, hm->page_size, PROT_NONE) != 0) {

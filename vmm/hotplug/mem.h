@@ -65,6 +65,8 @@ struct hotplug_mem {
     uint64_t late_fetches;      /* late fetches refused in all (atomic) */
     uint64_t blocked_accesses;  /* guest touches of unplugged memory (atomic) */
     uint64_t backing_failures;  /* first touches the host could not back (atomic) */
+    uint64_t first_touch_ns;    /* time first touches of plugged blocks took the guard to
+                                 * back, waiting for backing_lock included (atomic) */
 };
 
 /* Creates the region's memory of `size` bytes, reserving address space
