@@ -47,4 +47,11 @@ void test_hook_before_reset_lock(void)
     if (ms > 0)
         wait_ms(ms);
 }
+
+void test_hook_guard_populating(void)
+{
+    long ms = env_number("MINIVMM_TEST_GUARD_POPULATE_MS");
+    if (ms > 0)
+        wait_ms(ms);
+}
 #endif

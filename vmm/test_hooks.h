@@ -11,12 +11,18 @@ void test_hook_vcpu_returning(unsigned index);
 /* MINIVMM_TEST_RESET_DELAY_MS=N: a guest reset waits N ms before taking
  * the control lock, so API requests land in that window. */
 void test_hook_before_reset_lock(void);
+/* MINIVMM_TEST_GUARD_POPULATE_MS=N: the guard waits N ms before backing a
+ * first touch (its lock dropped), so a test can plug and unplug meanwhile. */
+void test_hook_guard_populating(void);
 #else
 static inline void test_hook_vcpu_returning(unsigned index)
 {
     (void)index;
 }
 static inline void test_hook_before_reset_lock(void)
+{
+}
+static inline void test_hook_guard_populating(void)
 {
 }
 #endif

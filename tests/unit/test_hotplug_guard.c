@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -314,4 +315,71 @@ TEST(a_foreign_threads_late_fetch_is_refused_without_blaming_the_guest)
     CHECK_EQ(s.failures, 0);
     hotplug_guard_destroy(&g);
     hotplug_mem_destroy(&hm);
+}
+
+#ifdef MINIVMM_TEST_HOOKS
+struct toucher {
+    uint8_t *p;
+    int rc;
+};
+
+static void *touch_remotely(void *arg)
+{
+    struct toucher *t = arg;
+    t->rc = remote_access(t->p, true);
+    return NULL;
+}
+#endif
+
+/* A vCPU's first touch of a plugged block is backed with the guard's lock
+ * dropped: a plug meanwhile (the driver's next request) goes through at
+ * once, and an unplug of the block being backed waits for it and then
+ * frees it. The test hook holds the populate open for a second. */
+TEST(a_plug_does_not_wait_for_a_first_touch_being_backed)
+{
+#ifndef MINIVMM_TEST_HOOKS
+    unit_skip("needs a test build (-DMINIVMM_TEST_HOOKS=ON: the ASan and TSan builds)");
+#else
+    setenv("MINIVMM_TEST_GUARD_POPULATE_MS", "1000", 1);
+    struct hotplug_mem hm;
+    struct hotplug_guard g;
+    struct seen s = {.who_lock = PTHREAD_MUTEX_INITIALIZER};
+    if (!guarded_region(&hm, &g, &s)) {
+        unsetenv("MINIVMM_TEST_GUARD_POPULATE_MS");
+        return;
+    }
+    CHECK_EQ(hotplug_mem_plug(&hm, SLOT, BLOCK), 0);
+    struct toucher t = {.p = hm.hva + SLOT + 4096};
+    pthread_t th;
+    CHECK_EQ(pthread_create(&th, NULL, touch_remotely, &t), 0);
+    bool in_flight = false;
+    for (int i = 0; i < 10000 && !in_flight; i++) {
+        pthread_mutex_lock(&hm.backing_lock);
+        in_flight = hm.populating;
+        pthread_mutex_unlock(&hm.backing_lock);
+        if (!in_flight)
+            usleep(1000);
+    }
+    CHECK(in_flight);
+
+    /* The next block of the same slot, while the first touch is backed. */
+    CHECK_EQ(hotplug_mem_plug(&hm, SLOT + BLOCK, BLOCK), 0);
+    CHECK_EQ(__atomic_load_n(&hm.first_touch_ns, __ATOMIC_SEQ_CST), 0);
+
+    /* The block being backed: the unplug waits for the populate, then its
+     * discard frees what it backed. */
+    CHECK_EQ(hotplug_mem_unplug(&hm, SLOT, BLOCK), 0);
+    CHECK(__atomic_load_n(&hm.first_touch_ns, __ATOMIC_SEQ_CST) > 0);
+    CHECK_EQ(hotplug_mem_resident(&hm), 0);
+    pthread_join(th, NULL);
+    /* The touch retried after the populate: before the discard it landed,
+     * after it the block was unplugged (the guest's doing). */
+    CHECK(t.rc == 0 || t.rc == EFAULT);
+    CHECK_EQ(s.violations, t.rc == EFAULT ? 1 : 0);
+    CHECK_EQ(hotplug_mem_resident(&hm), 0);
+    CHECK_EQ(s.failures, 0);
+    hotplug_guard_destroy(&g);
+    hotplug_mem_destroy(&hm);
+    unsetenv("MINIVMM_TEST_GUARD_POPULATE_MS");
+#endif
 }

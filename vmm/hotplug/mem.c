@@ -19,6 +19,7 @@
 #include "vmm/bitmap.h"
 #include "vmm/hugepages.h"
 #include "vmm/log.h"
+#include "vmm/test_hooks.h"
 
 #define PAGE_SIZE_MIN 4096ULL
 /* What one first touch of a plugged block backs (at least one host page):
@@ -106,7 +107,8 @@ static int uffd_range(int uffd, unsigned long request, uint8_t *p, uint64_t len)
  * range leaves its watch meanwhile: unregistering splits the mapping's VMA
  * and registering again merges it back. The caller makes sure nothing can
  * be plugged or unplugged there meanwhile (the range is being plugged, or
- * backing_lock is held), and a fault there in the window is the guest
+ * it is the guard's populate in flight, which an unplug waits for), and a
+ * fault there in the window is the guest
  * touching memory it is being given; faults in flight when the range is
  * registered again finish first (registering takes the mm's write lock). */
 static int populate_anon(const struct hotplug_mem *hm, uint64_t offset, uint64_t len)
@@ -233,6 +235,7 @@ int hotplug_mem_init(struct hotplug_mem *hm, int vm_fd, const char *name, uint64
     }
 
     pthread_mutex_init(&hm->backing_lock, NULL);
+    pthread_cond_init(&hm->populated, NULL);
     hm->backing_lock_ready = true;
 
     /* Anonymous memory for thp and off, unless blocks are backed when
@@ -341,7 +344,15 @@ static void restore_late_refused(struct hotplug_mem *hm, uint64_t offset, uint64
     }
 }
 
-/* Marks blocks backable (plugged) or not, as the guard sees them. */
+static bool populating_in(const struct hotplug_mem *hm, uint64_t offset, uint64_t len)
+{
+    return hm->populating && hm->populating_offset < offset + len &&
+           offset < hm->populating_offset + hm->populating_len;
+}
+
+/* Marks blocks backable (plugged) or not, as the guard sees them. A plug
+ * never waits for a first touch being backed elsewhere; an unplug returns
+ * only when no populate is left in its blocks, so its discard frees all. */
 static void set_backable(struct hotplug_mem *hm, uint64_t offset, uint64_t len, bool on)
 {
     pthread_mutex_lock(&hm->backing_lock);
@@ -350,6 +361,8 @@ static void set_backable(struct hotplug_mem *hm, uint64_t offset, uint64_t len, 
         bitmap_set_range(hm->block_plugged, offset / hm->block_size, len / hm->block_size);
     } else {
         bitmap_clear_range(hm->block_plugged, offset / hm->block_size, len / hm->block_size);
+        while (populating_in(hm, offset, len))
+            pthread_cond_wait(&hm->populated, &hm->backing_lock);
     }
     pthread_mutex_unlock(&hm->backing_lock);
 }
@@ -489,9 +502,21 @@ static int fault(struct hotplug_mem *hm, uint64_t offset, bool late)
     struct timespec t0;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     pthread_mutex_lock(&hm->backing_lock);
+    while (hm->populating)
+        pthread_cond_wait(&hm->populated, &hm->backing_lock);
     int rc;
     if (bitmap_count(hm->block_plugged, offset / hm->block_size, 1)) {
+        /* Backed with the lock dropped, so plugs go on meanwhile; an
+         * unplug of this block waits for it (set_backable). */
+        hm->populating = true;
+        hm->populating_offset = offset & ~(chunk - 1);
+        hm->populating_len = chunk;
+        pthread_mutex_unlock(&hm->backing_lock);
+        test_hook_guard_populating();
         rc = populate(hm, offset & ~(chunk - 1), chunk, NULL);
+        pthread_mutex_lock(&hm->backing_lock);
+        hm->populating = false;
+        pthread_cond_broadcast(&hm->populated);
         struct timespec t1;
         clock_gettime(CLOCK_MONOTONIC, &t1);
         int64_t ns = (int64_t)(t1.tv_sec - t0.tv_sec) * 1000000000 + (t1.tv_nsec - t0.tv_nsec);
@@ -582,8 +607,10 @@ void hotplug_mem_destroy(struct hotplug_mem *hm)
         close(hm->memfd);
     free(hm->slot_plugged);
     free(hm->block_plugged);
-    if (hm->backing_lock_ready)
+    if (hm->backing_lock_ready) {
+        pthread_cond_destroy(&hm->populated);
         pthread_mutex_destroy(&hm->backing_lock);
+    }
     hm->backing_lock_ready = false;
     hm->hva = NULL;
     hm->memfd = -1;

@@ -50,13 +50,20 @@ struct hotplug_mem {
     uint32_t slots_registered;  /* how many memslots are live now (atomic: the API reads it) */
     bool prealloc;              /* populate on plug; failure -> -ENOMEM */
     char name[32];
-    /* Guards block_plugged against the guard thread: a block is populated
-     * only while it is marked plugged, and unplug clears the mark before it
-     * discards, so no allocation can land in a block after its unplug. Held
-     * for one bounded populate at most, never across memslot changes. */
+    /* Guards block_plugged against the guard thread: a first touch is
+     * populated only if its block is marked plugged, and unplug clears the
+     * mark, then waits for a populate of that block in flight, before it
+     * discards, so no allocation can outlive the block's unplug. Held only
+     * for bookkeeping: never across a populate (a plug must not wait for a
+     * vCPU's first touch) or a memslot change. */
     pthread_mutex_t backing_lock;
     bool backing_lock_ready;
     uint64_t *block_plugged;    /* bitmap, one bit per block */
+    /* The first touch being backed now, with backing_lock dropped: one at a
+     * time (the guard has one thread); `populated` is signalled when it ends. */
+    bool populating;
+    uint64_t populating_offset, populating_len;
+    pthread_cond_t populated;
     /* Pages of unplugged blocks made inaccessible for a kernel worker's
      * late fetch (hotplug_mem_fault_late), made accessible again when their
      * block is plugged; under backing_lock. */
