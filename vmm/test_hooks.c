@@ -54,4 +54,10 @@ void test_hook_guard_populating(void)
     if (ms > 0)
         wait_ms(ms);
 }
+
+int test_hook_api_wait_recheck_ms(int normal)
+{
+    long ms = env_number("MINIVMM_TEST_API_WAIT_RECHECK_MS");
+    return ms > 0 && ms < 3600000 ? (int)ms : normal;
+}
 #endif

@@ -14,6 +14,9 @@ void test_hook_before_reset_lock(void);
 /* MINIVMM_TEST_GUARD_POPULATE_MS=N: the guard waits N ms before backing a
  * first touch (its lock dropped), so a test can plug and unplug meanwhile. */
 void test_hook_guard_populating(void);
+/* MINIVMM_TEST_API_WAIT_RECHECK_MS=N: a PATCH ?wait looks at the device
+ * every N ms when no event wakes it, instead of `normal`. */
+int test_hook_api_wait_recheck_ms(int normal);
 #else
 static inline void test_hook_vcpu_returning(unsigned index)
 {
@@ -24,6 +27,10 @@ static inline void test_hook_before_reset_lock(void)
 }
 static inline void test_hook_guard_populating(void)
 {
+}
+static inline int test_hook_api_wait_recheck_ms(int normal)
+{
+    return normal;
 }
 #endif
 

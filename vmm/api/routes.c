@@ -12,6 +12,8 @@
 #include "vmm/api/internal.h"
 #include "vmm/api/json.h"
 #include "vmm/api/parse.h"
+#include "vmm/events.h"
+#include "vmm/test_hooks.h"
 #include "vmm/vm_control.h"
 
 typedef int (*api_handler)(struct api_server *s, struct api_conn *c, struct api_request *r);
@@ -86,14 +88,20 @@ static double mono_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-/* Polls the device until the guest has plugged what was requested. A
- * client that hangs up ends the wait (else an abandoned ?wait=3600 would
- * hold its thread and slot for an hour). Returns 1 reached, 0 timed out,
- * -ENOENT device gone, -EPIPE client gone. */
+/* Waits until the guest has plugged what was requested: the device is
+ * looked at again on each event (every plug or unplug the device answers
+ * publishes one), so the answer leaves as soon as the guest's last request
+ * lands, and every API_POLL_MS for a client that hung up (else an abandoned
+ * ?wait=3600 would hold its thread and slot for an hour). Returns 1
+ * reached, 0 timed out, -ENOENT device gone, -EPIPE client gone. */
 static int wait_plugged(struct api_server *s, struct api_conn *c, const char *id,
                         double seconds, struct vmc_virtio_mem_info *d)
 {
     double deadline = mono_s() + seconds;
+    struct event_bus *bus = vmc_events(s->vm);
+    /* Taken before the first look, so an event after it is not missed. */
+    uint64_t cursor = event_bus_last(bus);
+    int recheck_ms = test_hook_api_wait_recheck_ms(API_POLL_MS);
     int result;
     for (;;) {
         if (vmc_virtio_mem_get(s->vm, id, d) != 0) {
@@ -113,9 +121,13 @@ static int wait_plugged(struct api_server *s, struct api_conn *c, const char *id
             result = 0;
             break;
         }
-        double step = left < API_POLL_MS / 1000.0 ? left : API_POLL_MS / 1000.0;
-        struct timespec ts = {(time_t)step, (long)((step - (double)(time_t)step) * 1e9)};
-        nanosleep(&ts, NULL);
+        double step = left < recheck_ms / 1000.0 ? left : recheck_ms / 1000.0;
+        char line[EVENT_MAX_LEN + 1];
+        if (event_bus_next(bus, &cursor, line, sizeof(line), (int)(step * 1000) + 1) < 0) {
+            /* The bus is closed (the VMM is exiting): no more events. */
+            struct timespec ts = {(time_t)step, (long)((step - (double)(time_t)step) * 1e9)};
+            nanosleep(&ts, NULL);
+        }
     }
     return result;
 }
