@@ -209,6 +209,16 @@ static const struct dev_metric dev_metrics[] = {
      DEV_FIELD(late_fetches)},
 };
 
+/* Nanosecond totals, shown in seconds. */
+static const struct dev_metric dev_seconds[] = {
+    {"minivmm_virtio_mem_serving_seconds_total", "counter",
+     "Time the device spent serving driver requests (its backing work included: populate, "
+     "discard, memslots).", DEV_FIELD(serving_ns)},
+    {"minivmm_virtio_mem_first_touch_seconds_total", "counter",
+     "Time the guard spent backing first touches of plugged blocks (the touching thread waits "
+     "for it).", DEV_FIELD(first_touch_ns)},
+};
+
 struct dev_counter {
     const char *label_value;
     size_t offset;
@@ -298,18 +308,13 @@ void vmc_metrics(struct vm *vm, FILE *out)
         fprintf(out, "minivmm_virtio_mem_driver_active{id=\"%s\",node=\"%u\"} %d\n", devs[i].id,
                 devs[i].node, !strcmp(devs[i].driver_state, "active"));
 
-    fprintf(out, "# HELP minivmm_virtio_mem_serving_seconds_total Time the device spent serving "
-                 "driver requests (its backing work included: populate, discard, memslots).\n"
-                 "# TYPE minivmm_virtio_mem_serving_seconds_total counter\n");
-    for (unsigned i = 0; i < have; i++)
-        fprintf(out, "minivmm_virtio_mem_serving_seconds_total{id=\"%s\",node=\"%u\"} %.6f\n",
-                devs[i].id, devs[i].node, (double)devs[i].serving_ns / 1e9);
-    fprintf(out, "# HELP minivmm_virtio_mem_first_touch_seconds_total Time the guard spent "
-                 "backing first touches of plugged blocks (the touching thread waits for it).\n"
-                 "# TYPE minivmm_virtio_mem_first_touch_seconds_total counter\n");
-    for (unsigned i = 0; i < have; i++)
-        fprintf(out, "minivmm_virtio_mem_first_touch_seconds_total{id=\"%s\",node=\"%u\"} %.6f\n",
-                devs[i].id, devs[i].node, (double)devs[i].first_touch_ns / 1e9);
+    for (size_t k = 0; k < sizeof(dev_seconds) / sizeof(dev_seconds[0]); k++) {
+        fprintf(out, "# HELP %s %s\n# TYPE %s counter\n", dev_seconds[k].name,
+                dev_seconds[k].help, dev_seconds[k].name);
+        for (unsigned i = 0; i < have; i++)
+            fprintf(out, "%s{id=\"%s\",node=\"%u\"} %.6f\n", dev_seconds[k].name, devs[i].id,
+                    devs[i].node, (double)field(&devs[i], dev_seconds[k].offset) / 1e9);
+    }
     fprintf(out, "# HELP minivmm_virtio_mem_requests_total Driver requests by type.\n"
                  "# TYPE minivmm_virtio_mem_requests_total counter\n");
     for (unsigned i = 0; i < have; i++)
