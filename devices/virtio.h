@@ -78,6 +78,11 @@ struct virtio_device_ops {
      * Return false on a protocol violation (the transport marks the device
      * NEEDS_RESET). */
     bool (*queue_notify)(void *dev, struct virtq *q, unsigned index);
+    /* Optional: called after a queue_notify pass once its used entries and
+     * interrupt are out, in the same context as queue_notify. For work the
+     * driver should not wait for, such as telling API clients; it should
+     * not block, since a reset waits for it. */
+    void (*queue_served)(void *dev);
 };
 
 #endif

@@ -293,18 +293,27 @@ void virtio_mem_handle_request(struct virtio_mem *m, const struct virtio_mem_req
     case VIRTIO_MEM_RESP_BUSY: m->stats.busy++; break;
     default: m->stats.error++; break;
     }
-    bool plugged_changed = answer == VIRTIO_MEM_RESP_ACK && type != VIRTIO_MEM_REQ_STATE;
+    if (answer == VIRTIO_MEM_RESP_ACK && type != VIRTIO_MEM_REQ_STATE)
+        m->plugged_event_pending = true;
     struct virtio_link link = m->link;
     bool notify = usable_changed && m->activated;
     pthread_mutex_unlock(&m->lock);
 
     if (notify && link.config_changed)
         link.config_changed(link.transport);
-    if (plugged_changed && m->observer)
-        m->observer(m->observer_opaque, m, VIRTIO_MEM_EVENT_PLUGGED);
     memset(resp, 0, sizeof(*resp));
     resp->type = htole16(answer);
     resp->state = htole16(state);
+}
+
+void virtio_mem_publish_changes(struct virtio_mem *m)
+{
+    pthread_mutex_lock(&m->lock);
+    bool plugged_changed = m->plugged_event_pending;
+    m->plugged_event_pending = false;
+    pthread_mutex_unlock(&m->lock);
+    if (plugged_changed && m->observer)
+        m->observer(m->observer_opaque, m, VIRTIO_MEM_EVENT_PLUGGED);
 }
 
 int virtio_mem_set_requested_size(struct virtio_mem *m, uint64_t requested, char *err,

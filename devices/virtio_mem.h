@@ -120,6 +120,9 @@ struct virtio_mem {
      * before the device runs. */
     void (*observer)(void *opaque, struct virtio_mem *m, enum virtio_mem_event what);
     void *observer_opaque;      /* the observer's first argument */
+    /* A request changed what is plugged since the observer last heard of
+     * it: told by virtio_mem_publish_changes, once the answer is out. */
+    bool plugged_event_pending;
     struct {                    /* counters per request type and answer */
         uint64_t plug, unplug, unplug_all, state;
         uint64_t ack, nack, busy, error;
@@ -153,6 +156,13 @@ int virtio_mem_init(struct virtio_mem *m, const struct virtio_mem_params *p,
  * *cancel (may be NULL) becomes non-zero, and is answered BUSY. */
 void virtio_mem_handle_request(struct virtio_mem *m, const struct virtio_mem_req *req,
                                struct virtio_mem_resp *resp, const _Atomic uint32_t *cancel);
+
+/* Tells the observer (VIRTIO_MEM_EVENT_PLUGGED, once for any number of
+ * requests) that requests answered since the last call changed what is
+ * plugged. The transport calls it after the answers and their interrupt
+ * are out (virtio_mem_ops.queue_served), so the driver never waits for the
+ * event stream. */
+void virtio_mem_publish_changes(struct virtio_mem *m);
 
 /* The runtime resize hook: sets requested_size (a multiple of block_size,
  * <= region_size) and raises a config-change interrupt if the driver is

@@ -164,6 +164,11 @@ static bool mem_queue_notify(void *dev, struct virtq *q, unsigned index)
     }
 }
 
+static void mem_queue_served(void *dev)
+{
+    virtio_mem_publish_changes(dev);
+}
+
 /* Shared by every instance, so per-instance bits (ACPI_PXM) come from
  * get_features; `features` holds what all instances offer. */
 const struct virtio_device_ops virtio_mem_ops = {
@@ -180,4 +185,5 @@ const struct virtio_device_ops virtio_mem_ops = {
     .activate = mem_activate,
     .reset = mem_reset,
     .queue_notify = mem_queue_notify,
+    .queue_served = mem_queue_served,
 };

@@ -45,6 +45,9 @@ static void serve_queue(struct virtio_mmio *t, unsigned index)
      * entry and its interrupt. */
     if (raise)
         vmmio_raise(t, raise);
+    /* Still under serve_lock: what it reports comes before a reset's. */
+    if (t->ops->queue_served)
+        t->ops->queue_served(t->dev);
     pthread_mutex_unlock(&t->serve_lock);
 }
 
