@@ -6,6 +6,7 @@
 #include <time.h>
 
 #include "devices/virtio_mem.h"
+#include "vmm/clock.h"
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 /* Device-type feature bits are 0..23; 24 and up belong to the transport. */
@@ -78,13 +79,6 @@ static void mem_reset(void *dev)
         m->observer(m->observer_opaque, m, VIRTIO_MEM_EVENT_DRIVER_RESET);
 }
 
-static uint64_t monotonic_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);    /* cannot fail for this clock */
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 static bool reply(struct virtq *q, const struct virtq_chain *chain,
                   const struct virtio_mem_resp *resp)
 {
@@ -119,9 +113,9 @@ static bool serve_chain(struct virtio_mem *m, struct virtq *q, const struct virt
         resp.type = htole16(VIRTIO_MEM_RESP_ERROR);
         return reply(q, chain, &resp);
     }
-    uint64_t t0 = monotonic_ns();
+    uint64_t t0 = clock_mono_ns();
     virtio_mem_handle_request(m, &req, &resp, cancel);
-    uint64_t spent = monotonic_ns() - t0;
+    uint64_t spent = clock_mono_ns() - t0;
     pthread_mutex_lock(&m->lock);
     m->stats.serving_ns += spent;
     pthread_mutex_unlock(&m->lock);

@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "vmm/clock.h"
 #include "vmm/log.h"
 #include "vmm/sandbox/seccomp.h"
 #include "vmm/vm.h"
@@ -110,13 +111,6 @@ void console_output_close(struct console_output *out)
     out->own_fd = false;
 }
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Writes guest output until the UART's buffer is empty (true) or stdout
  * would block (false). writable: poll said POLLOUT, which is what a
  * description that may block needs before each write of at most PIPE_BUF. */
@@ -203,10 +197,10 @@ static void read_input(struct console *c)
 /* At stop the vCPUs have ended: write what is left, for a bounded time. */
 static void flush_output(struct console *c)
 {
-    int64_t deadline = now_ms() + CONSOLE_FLUSH_MS;
+    int64_t deadline = (int64_t)clock_mono_ms() + CONSOLE_FLUSH_MS;
     bool writable = false;
     while (!drain_output(c, writable)) {
-        int64_t left = deadline - now_ms();
+        int64_t left = deadline - (int64_t)clock_mono_ms();
         if (left <= 0)
             break;
         struct pollfd p = {.fd = c->out->fd, .events = POLLOUT};

@@ -7,6 +7,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "vmm/clock.h"
+
 int event_bus_init(struct event_bus *bus)
 {
     memset(bus, 0, sizeof(*bus));
@@ -105,23 +107,12 @@ static void copy_line(char *buf, size_t len, const char *line)
     buf[n] = '\0';
 }
 
-static void deadline_after(struct timespec *ts, int timeout_ms)
-{
-    clock_gettime(CLOCK_MONOTONIC, ts);
-    ts->tv_sec += timeout_ms / 1000;
-    ts->tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-    if (ts->tv_nsec >= 1000000000L) {
-        ts->tv_sec++;
-        ts->tv_nsec -= 1000000000L;
-    }
-}
-
 int event_bus_next(struct event_bus *bus, uint64_t *cursor, char *buf, size_t len,
                    int timeout_ms)
 {
     struct timespec deadline;
     if (timeout_ms > 0)
-        deadline_after(&deadline, timeout_ms);
+        deadline = clock_deadline(CLOCK_MONOTONIC, timeout_ms);
 
     pthread_mutex_lock(&bus->lock);
     for (;;) {

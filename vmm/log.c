@@ -5,6 +5,8 @@
 #include <stdio.h>
 #include <stdatomic.h>
 
+#include "vmm/clock.h"
+
 static atomic_int log_verbosity;
 
 void log_set_verbose(int verbose)
@@ -66,9 +68,7 @@ int log_ratelimit_ok(struct log_ratelimit *rl, unsigned burst)
         return 0;
     if (burst > RATELIMIT_COUNT_MASK)
         burst = RATELIMIT_COUNT_MASK;
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    uint64_t now_ms = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+    uint64_t now_ms = clock_mono_ms();
     uint64_t seen = __atomic_load_n(&rl->window, __ATOMIC_RELAXED);
     bool opens;
     for (;;) {

@@ -2,19 +2,13 @@
 
 #include <time.h>
 
+#include "vmm/clock.h"
+
 struct mark {
     double monotonic_s, cpu_s;
     int state;              /* 0 unset, 1 being written, 2 set (atomic) */
 };
 static struct mark marks[STARTUP_N_STEPS];
-
-static double seconds(clockid_t clock)
-{
-    struct timespec ts;
-    if (clock_gettime(clock, &ts) < 0)
-        return 0;
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 void startup_mark(enum startup_step step)
 {
@@ -24,8 +18,8 @@ void startup_mark(enum startup_step step)
     if (!__atomic_compare_exchange_n(&marks[step].state, &unset, 1, false, __ATOMIC_ACQ_REL,
                                      __ATOMIC_ACQUIRE))
         return;
-    marks[step].monotonic_s = seconds(CLOCK_MONOTONIC);
-    marks[step].cpu_s = seconds(CLOCK_PROCESS_CPUTIME_ID);
+    marks[step].monotonic_s = clock_seconds(CLOCK_MONOTONIC);
+    marks[step].cpu_s = clock_seconds(CLOCK_PROCESS_CPUTIME_ID);
     __atomic_store_n(&marks[step].state, 2, __ATOMIC_RELEASE);
 }
 

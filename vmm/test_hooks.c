@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <time.h>
 
+#include "vmm/clock.h"
 #include "vmm/log.h"
 
 /* A condition nobody signals: the wait is a futex sleep, which every
@@ -13,14 +14,7 @@ static void wait_ms(long ms)
 {
     pthread_mutex_t m = PTHREAD_MUTEX_INITIALIZER;
     pthread_cond_t c = PTHREAD_COND_INITIALIZER;
-    struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_sec += ms / 1000;
-    until.tv_nsec += (ms % 1000) * 1000000L;
-    if (until.tv_nsec >= 1000000000L) {
-        until.tv_sec++;
-        until.tv_nsec -= 1000000000L;
-    }
+    struct timespec until = clock_deadline(CLOCK_REALTIME, ms);
     pthread_mutex_lock(&m);
     while (pthread_cond_timedwait(&c, &m, &until) == 0)
         ;

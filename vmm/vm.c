@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "vmm/arch.h"
+#include "vmm/clock.h"
 #include "vmm/log.h"
 #include "vmm/sandbox/seccomp.h"
 #include "vmm/startup.h"
@@ -410,13 +411,7 @@ static bool join_vcpus(struct vm *vm)
         if (!v->thread_started)
             continue;
         for (int attempt = 1;; attempt++) {
-            struct timespec deadline;
-            clock_gettime(CLOCK_REALTIME, &deadline);
-            deadline.tv_nsec += 100 * 1000 * 1000;
-            if (deadline.tv_nsec >= 1000000000L) {
-                deadline.tv_sec++;
-                deadline.tv_nsec -= 1000000000L;
-            }
+            struct timespec deadline = clock_deadline(CLOCK_REALTIME, 100);
             if (pthread_timedjoin_np(v->thread, NULL, &deadline) == 0) {
                 v->thread_started = false;
                 break;

@@ -32,6 +32,7 @@
 #include "vmm/api/internal.h"
 #include "vmm/api/json.h"
 #include "vmm/api/reply.h"
+#include "vmm/clock.h"
 #include "vmm/log.h"
 
 /* After a refusal the rest of the request is read and dropped, so the
@@ -62,13 +63,6 @@ struct api_front {
     struct api_pending conns[API_MAX_CONNECTIONS];
     char buf[API_HTTP_MAX_WIRE]; /* what a client sent, peeked; this thread's only */
 };
-
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 /* A JSON error answer on a socket not yet handed to a connection thread;
  * non-blocking: a client whose socket buffer is full gets less, and is
@@ -140,7 +134,7 @@ static void refuse(struct api_front *f, unsigned i, unsigned status, const char 
         return;
     }
     p->draining = true;
-    p->deadline_ms = now_ms() + API_LINGER_MS;
+    p->deadline_ms = clock_mono_ms() + API_LINGER_MS;
 }
 
 /* The request is whole and well-formed: a thread of its own serves it
@@ -232,7 +226,7 @@ static void admit(struct api_front *f, int fd)
     memset(p, 0, sizeof(*p));
     p->fd = fd;
     p->seq = f->next_seq++;
-    p->deadline_ms = now_ms() + (uint64_t)f->s->timeout_s * 1000;
+    p->deadline_ms = clock_mono_ms() + (uint64_t)f->s->timeout_s * 1000;
     /* Edge-triggered: data peeked stays in the socket, so level-triggered
      * polling would report it again and again; an edge is new data. */
     struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP | EPOLLET, .data.u32 = i};
@@ -263,7 +257,7 @@ static void accept_all(struct api_front *f)
         struct epoll_event ev = {.events = 0, .data.u32 = API_EPOLL_LISTEN};
         if (epoll_ctl(f->epfd, EPOLL_CTL_MOD, f->s->sock.fd, &ev) != 0)
             log_warn("api: epoll_ctl(MOD) on the listening socket: %s", strerror(errno));
-        f->accept_resume_ms = now_ms() + 100;
+        f->accept_resume_ms = clock_mono_ms() + 100;
         return;
     }
 }
@@ -272,7 +266,7 @@ static void accept_all(struct api_front *f)
  * still sending is closed. Returns the epoll timeout until the next one. */
 static int expire(struct api_front *f)
 {
-    uint64_t now = now_ms(), next = UINT64_MAX;
+    uint64_t now = clock_mono_ms(), next = UINT64_MAX;
     if (f->accept_resume_ms) {
         if (f->accept_resume_ms <= now) {
             f->accept_resume_ms = 0;

@@ -12,6 +12,7 @@
 #include "vmm/api/internal.h"
 #include "vmm/api/json.h"
 #include "vmm/api/parse.h"
+#include "vmm/clock.h"
 #include "vmm/events.h"
 #include "vmm/test_hooks.h"
 #include "vmm/vm_control.h"
@@ -81,13 +82,6 @@ static int get_virtio_mem(struct api_server *s, struct api_conn *c,
     return api_send_json(c, 200, api_json_virtio_mem(&d));
 }
 
-static double mono_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 /* Waits until the guest has plugged what was requested: the device is
  * looked at again on each event (every plug or unplug the device answers
  * publishes one), so the answer leaves as soon as the guest's last request
@@ -97,7 +91,7 @@ static double mono_s(void)
 static int wait_plugged(struct api_server *s, struct api_conn *c, const char *id,
                         double seconds, struct vmc_virtio_mem_info *d)
 {
-    double deadline = mono_s() + seconds;
+    double deadline = clock_seconds(CLOCK_MONOTONIC) + seconds;
     struct event_bus *bus = vmc_events(s->vm);
     /* Taken before the first look, so an event after it is not missed. */
     uint64_t cursor = event_bus_last(bus);
@@ -116,7 +110,7 @@ static int wait_plugged(struct api_server *s, struct api_conn *c, const char *id
             result = -EPIPE;
             break;
         }
-        double left = deadline - mono_s();
+        double left = deadline - clock_seconds(CLOCK_MONOTONIC);
         if (left <= 0 || atomic_load(&s->stopping)) {
             result = 0;
             break;

@@ -25,6 +25,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "vmm/clock.h"
+
 #define HTTPC_MAX_LINE 4096     /* a chunk-size line or trailer line */
 
 struct conn {
@@ -103,16 +105,9 @@ char *httpc_escape(const char *s)
     return out;
 }
 
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 static uint64_t deadline_after(int ms)
 {
-    return ms > 0 ? now_ms() + (uint64_t)ms : 0;
+    return ms > 0 ? clock_mono_ms() + (uint64_t)ms : 0;
 }
 
 /* Waits for events on the socket until the nearer deadline: 0 when ready,
@@ -125,7 +120,7 @@ static int wait_for(struct conn *c, short events)
             dl = c->head_deadline;
         int timeout = -1;
         if (dl) {
-            uint64_t now = now_ms();
+            uint64_t now = clock_mono_ms();
             if (now >= dl)
                 return HTTPC_E_TIMEOUT;
             timeout = dl - now > INT32_MAX ? INT32_MAX : (int)(dl - now);

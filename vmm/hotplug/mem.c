@@ -17,6 +17,7 @@
 
 #include "vmm/anon_mem.h"
 #include "vmm/bitmap.h"
+#include "vmm/clock.h"
 #include "vmm/hugepages.h"
 #include "vmm/log.h"
 #include "vmm/test_hooks.h"
@@ -499,8 +500,7 @@ static int fault(struct hotplug_mem *hm, uint64_t offset, bool late)
     if (chunk < hm->page_size)
         chunk = hm->page_size;
     uint64_t page = offset & ~(hm->page_size - 1);
-    struct timespec t0;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
+    uint64_t t0 = clock_mono_ns();
     pthread_mutex_lock(&hm->backing_lock);
     while (hm->populating)
         pthread_cond_wait(&hm->populated, &hm->backing_lock);
@@ -517,10 +517,7 @@ static int fault(struct hotplug_mem *hm, uint64_t offset, bool late)
         pthread_mutex_lock(&hm->backing_lock);
         hm->populating = false;
         pthread_cond_broadcast(&hm->populated);
-        struct timespec t1;
-        clock_gettime(CLOCK_MONOTONIC, &t1);
-        int64_t ns = (int64_t)(t1.tv_sec - t0.tv_sec) * 1000000000 + (t1.tv_nsec - t0.tv_nsec);
-        __atomic_add_fetch(&hm->first_touch_ns, (uint64_t)ns, __ATOMIC_RELAXED);
+        __atomic_add_fetch(&hm->first_touch_ns, clock_mono_ns() - t0, __ATOMIC_RELAXED);
     } else if (!late || hm->n_late_refused == HOTPLUG_MEM_MAX_LATE) {
         rc = -EFAULT;
     } else if (mprotect(hm->hva + page, hm->page_size, PROT_NONE) != 0) {
