@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "vmm/bitmap.h"
+#include "vmm/clock.h"
 #include "vmm/hotplug/mem.h"
 
 _Static_assert(sizeof(struct virtio_mem_req) == 24, "virtio-mem request is 24 bytes");
@@ -180,10 +181,11 @@ static uint16_t do_unplug(struct virtio_mem *m, uint64_t first, uint64_t n, uint
     struct virtio_mem_config *c = &m->cfg;
     if (bitmap_count(m->plugged, first, n) != n)
         return VIRTIO_MEM_RESP_ERROR;
+    bool more_to_come = c->plugged_size - size > c->requested_size;
     begin_change(m, VIRTIO_MEM_REQ_UNPLUG, first, n);
     uint64_t offset = first * c->block_size;
     pthread_mutex_unlock(&m->lock);
-    int rc = m->backing_ops->unplug(m->backing, offset, size);
+    int rc = m->backing_ops->unplug(m->backing, offset, size, more_to_come);
     pthread_mutex_lock(&m->lock);
     if (rc == 0) {
         bitmap_clear_range(m->plugged, first, n);
@@ -206,14 +208,16 @@ static int unplug_all(struct virtio_mem *m)
     uint64_t start = bitmap_find_next(m->plugged, m->nb_blocks, 0, true);
     while (start < m->nb_blocks) {
         uint64_t end = bitmap_find_next(m->plugged, m->nb_blocks, start, false);
+        uint64_t next = bitmap_find_next(m->plugged, m->nb_blocks, end, true);
         pthread_mutex_unlock(&m->lock);
-        rc = m->backing_ops->unplug(m->backing, start * bs, (end - start) * bs);
+        rc = m->backing_ops->unplug(m->backing, start * bs, (end - start) * bs,
+                                    next < m->nb_blocks);
         pthread_mutex_lock(&m->lock);
         if (rc)
             break;
         bitmap_clear_range(m->plugged, start, end - start);
         m->cfg.plugged_size -= (end - start) * bs;
-        start = bitmap_find_next(m->plugged, m->nb_blocks, end, true);
+        start = next;
     }
     end_change(m);
     return rc;
@@ -350,6 +354,13 @@ int virtio_mem_set_requested_size(struct virtio_mem *m, uint64_t requested, char
      * that holds it while reading our config. */
     if (notify && link.config_changed)
         link.config_changed(link.transport);
+    /* With --verbose, beside the requests' timings: when the driver was
+     * told (CLOCK_MONOTONIC), so a resize's timeline starts here. */
+    uint64_t now = clock_mono_ns();
+    log_debug("virtio-mem %s: requested size 0x%llx at %llu.%06llu s%s", m->id,
+              (unsigned long long)requested, (unsigned long long)(now / 1000000000ull),
+              (unsigned long long)(now % 1000000000ull / 1000ull),
+              notify ? ", driver notified" : "");
     return 0;
 }
 
@@ -386,9 +397,10 @@ static int hotplug_backing_plug(void *backing, uint64_t offset, uint64_t len,
     return hotplug_mem_plug_cancellable(backing, offset, len, cancel);
 }
 
-static int hotplug_backing_unplug(void *backing, uint64_t offset, uint64_t len)
+static int hotplug_backing_unplug(void *backing, uint64_t offset, uint64_t len,
+                                  bool more_to_come)
 {
-    return hotplug_mem_unplug(backing, offset, len);
+    return hotplug_mem_unplug_step(backing, offset, len, more_to_come);
 }
 
 const struct virtio_mem_backing_ops virtio_mem_hotplug_backing = {

@@ -66,7 +66,10 @@ struct virtio_mem_config {
  * no virtio-mem lock held, one call at a time per device. */
 struct virtio_mem_backing_ops {
     int (*plug)(void *backing, uint64_t offset, uint64_t len, const _Atomic uint32_t *cancel);
-    int (*unplug)(void *backing, uint64_t offset, uint64_t len);
+    /* more_to_come: plugged_size stays above requested_size after this
+     * range, so the driver will send more unplugs; the backing may leave
+     * work it can do once for all of them (memslot removal) to the last. */
+    int (*unplug)(void *backing, uint64_t offset, uint64_t len, bool more_to_come);
 };
 
 struct virtio_mem_params {

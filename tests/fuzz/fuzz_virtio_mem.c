@@ -63,7 +63,11 @@ static int fake_plug(void *b, uint64_t off, uint64_t len, const _Atomic uint32_t
     (void)cancel;
     return fake_apply(b, off, len, 1);
 }
-static int fake_unplug(void *b, uint64_t off, uint64_t len) { return fake_apply(b, off, len, 0); }
+static int fake_unplug(void *b, uint64_t off, uint64_t len, bool more_to_come)
+{
+    (void)more_to_come;
+    return fake_apply(b, off, len, 0);
+}
 static const struct virtio_mem_backing_ops fake_ops = {fake_plug, fake_unplug};
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)

@@ -77,11 +77,12 @@ static int gated_plug(void *b, uint64_t offset, uint64_t len, const _Atomic uint
     return g->saw_cancel ? -ECANCELED : 0;
 }
 
-static int plain_unplug(void *b, uint64_t offset, uint64_t len)
+static int plain_unplug(void *b, uint64_t offset, uint64_t len, bool more_to_come)
 {
     (void)b;
     (void)offset;
     (void)len;
+    (void)more_to_come;
     return 0;
 }
 

@@ -204,6 +204,42 @@ TEST(hostile_cycles_never_exceed_the_plugged_size)
     hotplug_mem_destroy(&hm);
 }
 
+/* An unplug in steps (the driver's, block by block towards a smaller
+ * requested size) leaves the slots it empties registered until its last
+ * step (hotplug_mem_unplug_step): such an idle slot holds no memory and
+ * backs none, exactly like the unplugged blocks of a partly plugged slot. */
+TEST(an_idle_slot_holds_and_backs_nothing)
+{
+    struct hotplug_mem hm;
+    struct hotplug_guard g;
+    struct seen s = {.who_lock = PTHREAD_MUTEX_INITIALIZER};
+    if (!guarded_region(&hm, &g, &s))
+        return;
+    CHECK_EQ(hotplug_mem_plug(&hm, 0, 2 * SLOT), 0);
+    memset(hm.hva + SLOT, 1, SLOT);                     /* slot 1 all backed */
+    CHECK_EQ(hotplug_mem_resident(&hm), SLOT);
+    CHECK_EQ(hotplug_mem_unplug_step(&hm, SLOT, SLOT, true), 0);
+    CHECK(hm.slot_live[1]);                             /* idle: still registered */
+    CHECK_EQ(hm.slots_registered, 2);
+    CHECK_EQ(hotplug_mem_resident(&hm), 0);             /* but its memory is gone */
+    CHECK_EQ(remote_access(hm.hva + SLOT + 4096, true), EFAULT);
+    CHECK_EQ(remote_access(hm.hva + 2 * SLOT - 4096, false), EFAULT);
+    CHECK_EQ(s.violations, 2);
+    CHECK_EQ(hotplug_mem_resident(&hm), 0);
+
+    /* Plugged again, the idle slot is simply used. */
+    CHECK_EQ(hotplug_mem_plug(&hm, SLOT, BLOCK), 0);
+    CHECK_EQ(hm.slots_registered, 2);
+    CHECK_EQ(hotplug_mem_unplug_step(&hm, SLOT, BLOCK, true), 0);
+    /* The last step removes every idle slot, and the one it empties. */
+    CHECK_EQ(hotplug_mem_unplug_step(&hm, 0, SLOT, false), 0);
+    CHECK(!hm.slot_live[0] && !hm.slot_live[1]);
+    CHECK_EQ(hm.slots_registered, 0);
+    CHECK_EQ(s.failures, 0);
+    hotplug_guard_destroy(&g);
+    hotplug_mem_destroy(&hm);
+}
+
 TEST(removing_a_slot_discards_all_of_it)
 {
     /* Without a guard (nothing stops the stray write), what reached the slot
@@ -218,7 +254,10 @@ TEST(removing_a_slot_discards_all_of_it)
     /* Another slot's plugged memory is left alone. */
     CHECK_EQ(hotplug_mem_plug(&hm, 2 * SLOT, BLOCK), 0);
     hm.hva[2 * SLOT] = 1;
-    CHECK_EQ(hotplug_mem_unplug(&hm, SLOT, BLOCK), 0);
+    /* Nor does it wait: with no guard an emptied slot cannot stay idle. */
+    CHECK_EQ(hotplug_mem_unplug_step(&hm, SLOT, BLOCK, true), 0);
+    CHECK(!hm.slot_live[1]);
+    CHECK_EQ(hm.slots_registered, 1);
     CHECK_EQ(hotplug_mem_resident(&hm), 4096);
     CHECK_EQ(hm.hva[2 * SLOT], 1);
     hotplug_mem_destroy(&hm);

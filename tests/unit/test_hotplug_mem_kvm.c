@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "unit.h"
+#include "vmm/hotplug/guard.h"
 #include "vmm/hotplug/mem.h"
 
 #define MiB (1ULL << 20)
@@ -131,6 +132,39 @@ TEST(memslots_follow_plugged_bytes)
     check_slots(&k, "0001", __LINE__);
     hotplug_mem_destroy(&hm);
     check_slots(&k, "0000", __LINE__);
+    kvm_close(&k);
+}
+
+/* With the guard watching, the memslots an unplug in steps empties stay in
+ * KVM until its last step, which removes them all (hotplug/mem.h says why). */
+TEST(idle_memslots_go_at_the_last_step_of_an_unplug)
+{
+    struct kvm k;
+    if (!kvm_open(&k))
+        return;
+    struct hotplug_mem hm;
+    CHECK_EQ(hotplug_mem_init(&hm, k.vm_fd, "virtio-mem kvm", GPA, 4 * SLOT, SLOT, 4096, FIRST_SLOT, 0,
+                              false), 0);
+    struct hotplug_guard g;
+    char err[320] = "";
+    int rc = hotplug_guard_open(&g, err, sizeof(err));
+    if (rc)
+        printf("  %s\n", err);
+    CHECK_EQ(rc, 0);
+    if (!rc)
+        CHECK_EQ(hotplug_guard_add(&g, &hm, err, sizeof(err)), 0);
+    CHECK_EQ(hotplug_mem_plug(&hm, 0, 3 * SLOT), 0);
+    check_slots(&k, "1110", __LINE__);
+    CHECK_EQ(hotplug_mem_unplug_step(&hm, 2 * SLOT, SLOT, true), 0);
+    CHECK_EQ(hotplug_mem_unplug_step(&hm, SLOT, SLOT, true), 0);
+    check_slots(&k, "1110", __LINE__);
+    CHECK_EQ(hm.slots_registered, 3);
+    CHECK_EQ(hotplug_mem_unplug_step(&hm, 0, SLOT, false), 0);
+    check_slots(&k, "0000", __LINE__);
+    CHECK_EQ(hm.slots_registered, 0);
+    if (!rc)
+        hotplug_guard_destroy(&g);
+    hotplug_mem_destroy(&hm);
     kvm_close(&k);
 }
 

@@ -8,6 +8,7 @@
 
 #include "devices/virtio_mem.h"
 #include "unit.h"
+#include "vmm/hotplug/guard.h"
 #include "vmm/hotplug/mem.h"
 
 #define MiB (1ULL << 20)
@@ -46,6 +47,7 @@ struct fake_backing {
     int plug_rc, unplug_rc;
     unsigned plugs, unplugs;
     uint64_t last_offset[16], last_len[16];
+    bool last_more[16];
 };
 
 static int fake_plug(void *b, uint64_t offset, uint64_t len, const _Atomic uint32_t *cancel)
@@ -58,12 +60,13 @@ static int fake_plug(void *b, uint64_t offset, uint64_t len, const _Atomic uint3
     return fb->plug_rc;
 }
 
-static int fake_unplug(void *b, uint64_t offset, uint64_t len)
+static int fake_unplug(void *b, uint64_t offset, uint64_t len, bool more_to_come)
 {
     struct fake_backing *fb = b;
     if (fb->unplugs < 16) {
         fb->last_offset[fb->unplugs] = offset;
         fb->last_len[fb->unplugs] = len;
+        fb->last_more[fb->unplugs] = more_to_come;
     }
     fb->unplugs++;
     return fb->unplug_rc;
@@ -424,6 +427,8 @@ TEST(unplug_all_coalesces_runs)
     CHECK_EQ(fb.last_len[2], 11 * BS);
     CHECK_EQ(fb.last_offset[3], 127 * BS);
     CHECK_EQ(fb.last_len[3], BS);
+    /* Only the last run is told that nothing more is coming. */
+    CHECK(fb.last_more[0] && fb.last_more[1] && fb.last_more[2] && !fb.last_more[3]);
     CHECK_EQ(plugged_size(&m), 0);
     CHECK_EQ(state_of(&m, blk(0), 128), VIRTIO_MEM_STATE_UNPLUGGED);
     /* Nothing plugged: still ACK, no backing call. */
@@ -444,6 +449,73 @@ TEST(unplug_all_with_hotplug_backing)
     CHECK_EQ(f.hm.slots_registered, 0);
     for (unsigned s = 0; s < f.hm.n_slots; s++)
         CHECK_EQ(f.hm.slot_plugged[s], 0);
+    teardown(&f);
+}
+
+/* The driver shrinks towards requested_size one memory block per request.
+ * With the guard, the memslots those requests empty are removed by the
+ * request that reaches the requested size, all at once: on x86 each
+ * removal makes KVM drop every stage-2 mapping of the VM, which the guest
+ * pays for by faulting its memory back in. Until then they hold no memory
+ * (test_hotplug_guard: an_idle_slot_holds_and_backs_nothing). */
+TEST(with_the_guard_emptied_slots_go_when_the_requested_size_is_reached)
+{
+    struct fixture f;
+    setup_hotplug(&f, REGION);
+    struct hotplug_guard g;
+    char err[320] = "";
+    int rc = hotplug_guard_open(&g, err, sizeof(err));
+    if (rc)
+        printf("  %s\n", err);
+    CHECK_EQ(rc, 0);
+    if (rc) {
+        teardown(&f);
+        return;
+    }
+    CHECK_EQ(hotplug_guard_add(&g, &f.hm, err, sizeof(err)), 0);
+    for (unsigned s = 0; s < 3; s++)
+        CHECK_EQ(req(&f.m, VIRTIO_MEM_REQ_PLUG, blk(32 * s), 32), VIRTIO_MEM_RESP_ACK);
+    CHECK_EQ(f.hm.slots_registered, 3);
+    CHECK_EQ(virtio_mem_set_requested_size(&f.m, SLOT, err, sizeof(err)), 0);
+    CHECK_EQ(req(&f.m, VIRTIO_MEM_REQ_UNPLUG, blk(64), 32), VIRTIO_MEM_RESP_ACK);
+    CHECK_EQ(f.hm.slots_registered, 3);
+    /* More than requested, unplugged again: plugging reuses the idle slot. */
+    CHECK_EQ(virtio_mem_set_requested_size(&f.m, REGION, err, sizeof(err)), 0);
+    CHECK_EQ(req(&f.m, VIRTIO_MEM_REQ_PLUG, blk(64), 1), VIRTIO_MEM_RESP_ACK);
+    CHECK_EQ(f.hm.slots_registered, 3);
+    CHECK_EQ(virtio_mem_set_requested_size(&f.m, SLOT, err, sizeof(err)), 0);
+    CHECK_EQ(req(&f.m, VIRTIO_MEM_REQ_UNPLUG, blk(64), 1), VIRTIO_MEM_RESP_ACK);
+    CHECK_EQ(req(&f.m, VIRTIO_MEM_REQ_UNPLUG, blk(32), 32), VIRTIO_MEM_RESP_ACK);
+    CHECK_EQ(plugged_size(&f.m), SLOT);                 /* reached: both idle slots go */
+    CHECK_EQ(f.hm.slots_registered, 1);
+    CHECK(f.hm.slot_live[0] && !f.hm.slot_live[1] && !f.hm.slot_live[2]);
+
+    /* Unplugging more than asked (below requested_size) ends a shrink too. */
+    CHECK_EQ(virtio_mem_set_requested_size(&f.m, REGION, err, sizeof(err)), 0);
+    CHECK_EQ(req(&f.m, VIRTIO_MEM_REQ_PLUG, blk(32), 32), VIRTIO_MEM_RESP_ACK);
+    CHECK_EQ(virtio_mem_set_requested_size(&f.m, 0, err, sizeof(err)), 0);
+    CHECK_EQ(req(&f.m, VIRTIO_MEM_REQ_UNPLUG, blk(32), 32), VIRTIO_MEM_RESP_ACK);
+    CHECK_EQ(f.hm.slots_registered, 2);
+    CHECK_EQ(req(&f.m, VIRTIO_MEM_REQ_UNPLUG_ALL, 0, 0), VIRTIO_MEM_RESP_ACK);
+    CHECK_EQ(f.hm.slots_registered, 0);
+    hotplug_guard_destroy(&g);
+    teardown(&f);
+}
+
+/* Without the guard nothing stops a guest backing an emptied slot's
+ * memory again, so the slot goes with the request that empties it. */
+TEST(without_the_guard_emptied_slots_go_at_once)
+{
+    struct fixture f;
+    setup_hotplug(&f, REGION);
+    for (unsigned s = 0; s < 3; s++)
+        CHECK_EQ(req(&f.m, VIRTIO_MEM_REQ_PLUG, blk(32 * s), 32), VIRTIO_MEM_RESP_ACK);
+    char err[200];
+    CHECK_EQ(virtio_mem_set_requested_size(&f.m, 0, err, sizeof(err)), 0);
+    CHECK_EQ(req(&f.m, VIRTIO_MEM_REQ_UNPLUG, blk(64), 32), VIRTIO_MEM_RESP_ACK);
+    CHECK_EQ(f.hm.slots_registered, 2);
+    CHECK_EQ(req(&f.m, VIRTIO_MEM_REQ_UNPLUG, blk(32), 32), VIRTIO_MEM_RESP_ACK);
+    CHECK_EQ(f.hm.slots_registered, 1);
     teardown(&f);
 }
 

@@ -43,7 +43,7 @@ static unsigned long long mib(uint64_t bytes)
     return (unsigned long long)(bytes >> 20);
 }
 
-static int set_slot(const struct hotplug_mem *hm, uint32_t s, bool on)
+static int kvm_set_slot(const struct hotplug_mem *hm, uint32_t s, bool on)
 {
     if (hm->vm_fd < 0)
         return 0;
@@ -59,6 +59,23 @@ static int set_slot(const struct hotplug_mem *hm, uint32_t s, bool on)
                   (unsigned long long)kr.guest_phys_addr, on ? "" : " (delete)", strerror(err));
         return -err;
     }
+    return 0;
+}
+
+/* Registers slot s with KVM, or removes it, and keeps slot_live and
+ * slots_registered in step. */
+static int set_slot(struct hotplug_mem *hm, uint32_t s, bool on)
+{
+    if (hm->slot_live[s] == on)
+        return 0;
+    int rc = kvm_set_slot(hm, s, on);
+    if (rc)
+        return rc;
+    hm->slot_live[s] = on;
+    if (on)
+        __atomic_add_fetch(&hm->slots_registered, 1, __ATOMIC_RELAXED);
+    else
+        __atomic_sub_fetch(&hm->slots_registered, 1, __ATOMIC_RELAXED);
     return 0;
 }
 
@@ -227,8 +244,9 @@ int hotplug_mem_init(struct hotplug_mem *hm, int vm_fd, const char *name, uint64
     hm->n_slots = (uint32_t)n_slots;
 
     hm->slot_plugged = calloc(n_slots, sizeof(*hm->slot_plugged));
+    hm->slot_live = calloc(n_slots, sizeof(*hm->slot_live));
     hm->block_plugged = calloc(bitmap_words(size / block_size), sizeof(uint64_t));
-    if (!hm->slot_plugged || !hm->block_plugged) {
+    if (!hm->slot_plugged || !hm->slot_live || !hm->block_plugged) {
         log_error("%s: cannot allocate bookkeeping for %llu slots", hm->name,
                   (unsigned long long)n_slots);
         hotplug_mem_destroy(hm);
@@ -407,13 +425,14 @@ int hotplug_mem_plug_cancellable(struct hotplug_mem *hm, uint64_t offset, uint64
             return rc;
         }
     }
+    /* A slot still registered (plugged, or idle) needs no memslot change. */
     for (uint32_t s = s0; s <= s1; s++) {
-        if (hm->slot_plugged[s])
+        if (hm->slot_live[s])
             continue;
-        if (set_slot(hm, s, true) < 0) {
+        if (kvm_set_slot(hm, s, true) < 0) {
             for (uint32_t t = s0; t < s; t++)
-                if (!hm->slot_plugged[t])
-                    set_slot(hm, t, false);
+                if (!hm->slot_live[t])
+                    kvm_set_slot(hm, t, false);
             if (hm->prealloc)
                 discard(hm, offset, len);
             /* Out of memslots or KVM memory: the device answers BUSY and the
@@ -422,8 +441,10 @@ int hotplug_mem_plug_cancellable(struct hotplug_mem *hm, uint64_t offset, uint64
         }
     }
     for (uint32_t s = s0; s <= s1; s++) {
-        if (!hm->slot_plugged[s])
+        if (!hm->slot_live[s]) {
+            hm->slot_live[s] = true;
             __atomic_add_fetch(&hm->slots_registered, 1, __ATOMIC_RELAXED);
+        }
         hm->slot_plugged[s] += bytes_in_slot(hm, offset, len, s);
     }
     set_backable(hm, offset, len, true);
@@ -431,7 +452,7 @@ int hotplug_mem_plug_cancellable(struct hotplug_mem *hm, uint64_t offset, uint64
 }
 
 /* Undoes the removals of an unplug that failed part way: slots in
- * [s0, upto) that this unplug would have emptied are registered again. */
+ * [s0, upto) that this unplug emptied and removed are registered again. */
 static void restore_slots(struct hotplug_mem *hm, uint64_t offset, uint64_t len, uint32_t s0,
                           uint32_t upto)
 {
@@ -440,7 +461,23 @@ static void restore_slots(struct hotplug_mem *hm, uint64_t offset, uint64_t len,
             set_slot(hm, t, true);
 }
 
+/* Removes every idle slot (registered, nothing plugged). Their memory went
+ * back to the host when they were emptied, so a slot that cannot be removed
+ * costs only KVM's bookkeeping: it is logged (set_slot) and left idle. */
+static void remove_idle_slots(struct hotplug_mem *hm)
+{
+    for (uint32_t s = 0; s < hm->n_slots; s++)
+        if (hm->slot_live[s] && !hm->slot_plugged[s])
+            set_slot(hm, s, false);
+}
+
 int hotplug_mem_unplug(struct hotplug_mem *hm, uint64_t offset, uint64_t len)
+{
+    return hotplug_mem_unplug_step(hm, offset, len, false);
+}
+
+int hotplug_mem_unplug_step(struct hotplug_mem *hm, uint64_t offset, uint64_t len,
+                            bool more_to_come)
 {
     int rc = check_range(hm, offset, len, "unplug");
     if (rc)
@@ -454,11 +491,14 @@ int hotplug_mem_unplug(struct hotplug_mem *hm, uint64_t offset, uint64_t len)
             return -EINVAL;
         }
     }
+    /* Only the guard keeps an idle slot's unplugged blocks from being
+     * backed again; without it an emptied slot goes at once. */
+    bool keep_idle = more_to_come && hm->uffd >= 0;
 
     /* From here on the guard backs nothing in these blocks, so what the
      * discard below frees stays freed. */
     set_backable(hm, offset, len, false);
-    for (uint32_t s = s0; s <= s1; s++) {
+    for (uint32_t s = s0; s <= s1 && !keep_idle; s++) {
         if (hm->slot_plugged[s] != bytes_in_slot(hm, offset, len, s))
             continue;
         rc = set_slot(hm, s, false);
@@ -478,7 +518,6 @@ int hotplug_mem_unplug(struct hotplug_mem *hm, uint64_t offset, uint64_t len)
         hm->slot_plugged[s] -= bytes_in_slot(hm, offset, len, s);
         if (hm->slot_plugged[s])
             continue;
-        __atomic_sub_fetch(&hm->slots_registered, 1, __ATOMIC_RELAXED);
         /* A slot that holds nothing plugged holds no memory either: whatever
          * reached it outside the blocks just unplugged (the VMM's own
          * accesses, a guard-less build) goes too. */
@@ -486,6 +525,8 @@ int hotplug_mem_unplug(struct hotplug_mem *hm, uint64_t offset, uint64_t len)
         if (start < offset || start + hm->slot_size > offset + len)
             discard(hm, start, hm->slot_size);
     }
+    if (!more_to_come)
+        remove_idle_slots(hm);
     return 0;
 }
 
@@ -595,14 +636,15 @@ void hotplug_mem_destroy(struct hotplug_mem *hm)
 {
     /* A memslot left pointing at unmapped memory would hand the guest
      * whatever the VMM maps there next. */
-    for (uint32_t s = 0; hm->slot_plugged && s < hm->n_slots; s++)
-        if (hm->slot_plugged[s])
+    for (uint32_t s = 0; hm->slot_live && s < hm->n_slots; s++)
+        if (hm->slot_live[s])
             set_slot(hm, s, false);
     if (hm->hva)
         munmap(hm->hva, hm->size);
     if (hm->memfd >= 0)
         close(hm->memfd);
     free(hm->slot_plugged);
+    free(hm->slot_live);
     free(hm->block_plugged);
     if (hm->backing_lock_ready) {
         pthread_cond_destroy(&hm->populated);
@@ -613,6 +655,7 @@ void hotplug_mem_destroy(struct hotplug_mem *hm)
     hm->memfd = -1;
     hm->uffd = -1;
     hm->slot_plugged = NULL;
+    hm->slot_live = NULL;
     hm->block_plugged = NULL;
     hm->slots_registered = 0;
 }

@@ -2,9 +2,10 @@
  * own memfd (shmem by default, or hugetlbfs pages) or anonymous memory
  * (hugepages=thp|off, vmm/anon_mem.h), mapped MAP_NORESERVE so an unplugged terabyte costs
  * the host nothing; KVM memslots of slot_size registered when the first byte
- * in them is plugged and removed when the last is unplugged; unplugged ranges
- * (and a removed slot whole) handed back to the host (MADV_DONTNEED, or
- * punching holes in the memfd).
+ * in them is plugged and removed when the last is unplugged (with the guard,
+ * at the end of an unplug in steps: hotplug_mem_unplug_step); unplugged
+ * ranges (and an emptied slot whole) handed back to the host
+ * (MADV_DONTNEED, or punching holes in the memfd).
  *
  * The host memory bound: with a guard (vmm/hotplug/guard.h) watching the
  * mapping, host pages are only ever allocated inside plugged blocks, by
@@ -47,6 +48,9 @@ struct hotplug_mem {
     uint32_t first_slot;        /* KVM slot ids first_slot .. first_slot + n_slots - 1 */
     uint32_t n_slots;
     uint64_t *slot_plugged;     /* plugged bytes per slot */
+    /* Per slot: registered with KVM. A live slot with nothing plugged is
+     * idle: emptied by an unplug with more to come (guard only). */
+    bool *slot_live;
     uint32_t slots_registered;  /* how many memslots are live now (atomic: the API reads it) */
     bool prealloc;              /* populate on plug; failure -> -ENOMEM */
     char name[32];
@@ -105,9 +109,25 @@ int hotplug_mem_plug_cancellable(struct hotplug_mem *hm, uint64_t offset, uint64
                                  const _Atomic uint32_t *cancel);
 
 /* The reverse: the blocks stop being backable, slots left empty are removed
- * from KVM, then the range is discarded (a removed slot as a whole) so the
- * host's memory use falls. Returns 0 or a negative errno (logged). */
+ * from KVM, then the range is discarded (an emptied slot as a whole) so the
+ * host's memory use falls. Idle slots left by earlier steps are removed too.
+ * Returns 0 or a negative errno (logged). */
 int hotplug_mem_unplug(struct hotplug_mem *hm, uint64_t offset, uint64_t len);
+
+/* One step of a larger unplug: the same, except that with more_to_come and
+ * the guard watching, a slot this step empties stays registered (idle)
+ * until the step without more_to_come, which removes every idle slot.
+ * Removing a memslot costs the guest more than the ioctl: before Linux
+ * 6.12, and after it unless the VMM disables KVM_X86_QUIRK_SLOT_ZAP_ALL,
+ * x86 KVM drops every stage-2 mapping of the VM on a removal, and the
+ * guest faults its memory back in. Done once at the end of an unplug that
+ * empties several slots, that cost is paid once. An idle slot costs no host
+ * memory: its memory was discarded, and the guard refuses any touch of its
+ * unplugged blocks, exactly as in a partly plugged slot. Without the guard
+ * nothing would stop the guest backing an idle slot again, so the slot goes
+ * at once whatever more_to_come says. */
+int hotplug_mem_unplug_step(struct hotplug_mem *hm, uint64_t offset, uint64_t len,
+                            bool more_to_come);
 
 /* The guard's question for a missing page at offset: 0 when it lies in a
  * plugged block, which is then backed around offset (2 MiB or one host page,
