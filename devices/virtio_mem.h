@@ -126,6 +126,13 @@ struct virtio_mem {
     /* A request changed what is plugged since the observer last heard of
      * it: told by virtio_mem_publish_changes, once the answer is out. */
     bool plugged_event_pending;
+    /* The last request served, for its --verbose line once the answer is
+     * out; the device's thread only. */
+    struct virtio_mem_served {
+        bool pending;
+        uint16_t type, nb_blocks, answer;
+        uint64_t addr, start_ns, spent_ns;
+    } served;
     struct {                    /* counters per request type and answer */
         uint64_t plug, unplug, unplug_all, state;
         uint64_t ack, nack, busy, error;

@@ -79,6 +79,21 @@ static void mem_reset(void *dev)
         m->observer(m->observer_opaque, m, VIRTIO_MEM_EVENT_DRIVER_RESET);
 }
 
+/* Per-request timing with --verbose: when the request started
+ * (CLOCK_MONOTONIC) and how long serving it took. */
+static void log_served(struct virtio_mem *m)
+{
+    struct virtio_mem_served *r = &m->served;
+    if (!r->pending)
+        return;
+    r->pending = false;
+    log_debug("virtio-mem %s: request %u addr 0x%llx blocks %u -> %u at %llu.%06llu s, "
+              "served in %llu us", m->id, r->type, (unsigned long long)r->addr, r->nb_blocks,
+              r->answer, (unsigned long long)(r->start_ns / 1000000000ull),
+              (unsigned long long)(r->start_ns % 1000000000ull / 1000ull),
+              (unsigned long long)(r->spent_ns / 1000ull));
+}
+
 static bool reply(struct virtq *q, const struct virtq_chain *chain,
                   const struct virtio_mem_resp *resp)
 {
@@ -119,14 +134,14 @@ static bool serve_chain(struct virtio_mem *m, struct virtq *q, const struct virt
     pthread_mutex_lock(&m->lock);
     m->stats.serving_ns += spent;
     pthread_mutex_unlock(&m->lock);
-    /* Per-request timing with --verbose: when the request started
-     * (CLOCK_MONOTONIC) and how long serving it took. */
-    log_debug("virtio-mem %s: request %u addr 0x%llx blocks %u -> %u at %llu.%06llu s, "
-              "served in %llu us", m->id, le16toh(req.type),
-              (unsigned long long)le64toh(req.addr), le16toh(req.nb_blocks), le16toh(resp.type),
-              (unsigned long long)(t0 / 1000000000ull),
-              (unsigned long long)(t0 % 1000000000ull / 1000ull),
-              (unsigned long long)(spent / 1000ull));
+    /* Logged once the answer is out (a line to a slow console must not
+     * delay it); a second request in the same pass flushes the first. */
+    log_served(m);
+    m->served = (struct virtio_mem_served){.pending = true, .type = le16toh(req.type),
+                                           .nb_blocks = le16toh(req.nb_blocks),
+                                           .answer = le16toh(resp.type),
+                                           .addr = le64toh(req.addr), .start_ns = t0,
+                                           .spent_ns = spent};
     return reply(q, chain, &resp);
 }
 
@@ -161,6 +176,7 @@ static bool mem_queue_notify(void *dev, struct virtq *q, unsigned index)
 static void mem_queue_served(void *dev)
 {
     virtio_mem_publish_changes(dev);
+    log_served(dev);
 }
 
 /* Shared by every instance, so per-instance bits (ACPI_PXM) come from
