@@ -15,6 +15,7 @@
 #include <sys/prctl.h>
 #include <sys/wait.h>
 
+#include "guard_watch.h"
 #include "unit.h"
 #include "vmm/anon_mem.h"
 #include "vmm/hotplug/guard.h"
@@ -103,14 +104,8 @@ static int foreign_access(void *p)
 
 static bool start_guard(struct hotplug_guard *g, struct hotplug_mem *hm, struct seen *s)
 {
-    char err[320];
-    int rc = hotplug_guard_open(g, err, sizeof(err));
-    if (rc) {
-        printf("  %s\n", err);
-        CHECK_EQ(rc, 0);
+    if (!guard_watch(g, hm))
         return false;
-    }
-    CHECK_EQ(hotplug_guard_add(g, hm, err, sizeof(err)), 0);
     g->on_violation = on_violation;
     g->on_host_failure = on_failure;
     g->opaque = s;

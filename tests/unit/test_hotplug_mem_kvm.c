@@ -12,8 +12,8 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "guard_watch.h"
 #include "unit.h"
-#include "vmm/hotplug/guard.h"
 #include "vmm/hotplug/mem.h"
 
 #define MiB (1ULL << 20)
@@ -104,14 +104,20 @@ static void check_slots(struct kvm *k, const char *expect, int line)
     }
 }
 
+/* The region most tests use: 4 slots of SLOT from FIRST_SLOT, 4 KiB blocks. */
+static int four_slots(struct kvm *k, struct hotplug_mem *hm, bool prealloc)
+{
+    return hotplug_mem_init(hm, k->vm_fd, "virtio-mem kvm", GPA, 4 * SLOT, SLOT, 4096,
+                            FIRST_SLOT, 0, prealloc);
+}
+
 TEST(memslots_follow_plugged_bytes)
 {
     struct kvm k;
     if (!kvm_open(&k))
         return;
     struct hotplug_mem hm;
-    CHECK_EQ(hotplug_mem_init(&hm, k.vm_fd, "virtio-mem kvm", GPA, 4 * SLOT, SLOT, 4096, FIRST_SLOT, 0,
-                              false), 0);
+    CHECK_EQ(four_slots(&k, &hm, false), 0);
     check_slots(&k, "0000", __LINE__);
     CHECK_EQ(hotplug_mem_plug(&hm, 0, 2 * MiB), 0);
     check_slots(&k, "1000", __LINE__);
@@ -143,16 +149,9 @@ TEST(idle_memslots_go_at_the_last_step_of_an_unplug)
     if (!kvm_open(&k))
         return;
     struct hotplug_mem hm;
-    CHECK_EQ(hotplug_mem_init(&hm, k.vm_fd, "virtio-mem kvm", GPA, 4 * SLOT, SLOT, 4096, FIRST_SLOT, 0,
-                              false), 0);
+    CHECK_EQ(four_slots(&k, &hm, false), 0);
     struct hotplug_guard g;
-    char err[320] = "";
-    int rc = hotplug_guard_open(&g, err, sizeof(err));
-    if (rc)
-        printf("  %s\n", err);
-    CHECK_EQ(rc, 0);
-    if (!rc)
-        CHECK_EQ(hotplug_guard_add(&g, &hm, err, sizeof(err)), 0);
+    bool watched = guard_watch(&g, &hm);
     CHECK_EQ(hotplug_mem_plug(&hm, 0, 3 * SLOT), 0);
     check_slots(&k, "1110", __LINE__);
     CHECK_EQ(hotplug_mem_unplug_step(&hm, 2 * SLOT, SLOT, true), 0);
@@ -162,7 +161,7 @@ TEST(idle_memslots_go_at_the_last_step_of_an_unplug)
     CHECK_EQ(hotplug_mem_unplug_step(&hm, 0, SLOT, false), 0);
     check_slots(&k, "0000", __LINE__);
     CHECK_EQ(hm.slots_registered, 0);
-    if (!rc)
+    if (watched)
         hotplug_guard_destroy(&g);
     hotplug_mem_destroy(&hm);
     kvm_close(&k);
@@ -174,8 +173,7 @@ TEST(failed_memslot_undoes_the_plug)
     if (!kvm_open(&k))
         return;
     struct hotplug_mem hm;
-    CHECK_EQ(hotplug_mem_init(&hm, k.vm_fd, "virtio-mem kvm", GPA, 4 * SLOT, SLOT, 4096, FIRST_SLOT, 0,
-                              false), 0);
+    CHECK_EQ(four_slots(&k, &hm, false), 0);
     /* Someone else's memslot inside slot 2: registering slot 2 must fail. */
     CHECK_EQ(set_region(&k, BLOCKER_SLOT, GPA + 2 * SLOT + 64 * MiB, 4096), 0);
     fprintf(stderr, "  (an EEXIST error from KVM_SET_USER_MEMORY_REGION is expected next)\n");
@@ -228,8 +226,7 @@ TEST(host_memory_rises_on_touch_and_falls_on_unplug)
     if (!kvm_open(&k))
         return;
     struct hotplug_mem hm;
-    CHECK_EQ(hotplug_mem_init(&hm, k.vm_fd, "virtio-mem kvm", GPA, 4 * SLOT, SLOT, 4096, FIRST_SLOT, 0,
-                              false), 0);
+    CHECK_EQ(four_slots(&k, &hm, false), 0);
     uint8_t *p = hotplug_mem_ptr(&hm, GPA + SLOT, 64 * MiB);
     CHECK(p != NULL);
     long shmem0 = mapping_rss_kib(p);
@@ -263,8 +260,7 @@ TEST(prealloc_populates_on_plug)
     if (!kvm_open(&k))
         return;
     struct hotplug_mem hm;
-    CHECK_EQ(hotplug_mem_init(&hm, k.vm_fd, "virtio-mem kvm", GPA, 4 * SLOT, SLOT, 4096, FIRST_SLOT, 0,
-                              true), 0);
+    CHECK_EQ(four_slots(&k, &hm, true), 0);
     CHECK_EQ(hotplug_mem_plug(&hm, 2 * SLOT + 32 * MiB, 64 * MiB), 0);
     uint64_t after_plug = hotplug_mem_resident(&hm);
     check_slots(&k, "0010", __LINE__);

@@ -7,8 +7,8 @@
 #include <stdlib.h>
 
 #include "devices/virtio_mem.h"
+#include "guard_watch.h"
 #include "unit.h"
-#include "vmm/hotplug/guard.h"
 #include "vmm/hotplug/mem.h"
 
 #define MiB (1ULL << 20)
@@ -463,16 +463,11 @@ TEST(with_the_guard_emptied_slots_go_when_the_requested_size_is_reached)
     struct fixture f;
     setup_hotplug(&f, REGION);
     struct hotplug_guard g;
-    char err[320] = "";
-    int rc = hotplug_guard_open(&g, err, sizeof(err));
-    if (rc)
-        printf("  %s\n", err);
-    CHECK_EQ(rc, 0);
-    if (rc) {
+    if (!guard_watch(&g, &f.hm)) {
         teardown(&f);
         return;
     }
-    CHECK_EQ(hotplug_guard_add(&g, &f.hm, err, sizeof(err)), 0);
+    char err[200];
     for (unsigned s = 0; s < 3; s++)
         CHECK_EQ(req(&f.m, VIRTIO_MEM_REQ_PLUG, blk(32 * s), 32), VIRTIO_MEM_RESP_ACK);
     CHECK_EQ(f.hm.slots_registered, 3);
