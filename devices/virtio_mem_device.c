@@ -3,7 +3,6 @@
  * handler's tests link without a virtqueue. */
 #include <endian.h>
 #include <string.h>
-#include <time.h>
 
 #include "devices/virtio_mem.h"
 #include "vmm/clock.h"

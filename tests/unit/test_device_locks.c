@@ -16,6 +16,7 @@
 #include "devices/virtio_mem.h"
 #include "devices/virtio_mmio.h"
 #include "unit.h"
+#include "vmm/clock.h"
 #include "vmm/guest_mem.h"
 #include "vmm/io_bus.h"
 #include "vmm/log.h"
@@ -49,17 +50,6 @@ struct fx {
     pthread_t device;
 };
 
-static void deadline(struct timespec *ts, long ms)
-{
-    clock_gettime(CLOCK_REALTIME, ts);
-    ts->tv_sec += ms / 1000;
-    ts->tv_nsec += (ms % 1000) * 1000000L;
-    if (ts->tv_nsec >= 1000000000L) {
-        ts->tv_sec++;
-        ts->tv_nsec -= 1000000000L;
-    }
-}
-
 static int gated_plug(void *b, uint64_t offset, uint64_t len, const _Atomic uint32_t *cancel)
 {
     (void)offset;
@@ -71,8 +61,7 @@ static int gated_plug(void *b, uint64_t offset, uint64_t len, const _Atomic uint
     /* As populate does between chunks: look at cancel every millisecond
      * (nobody signals it; the transport only raises the flag). */
     while (!g->open && !(cancel && atomic_load_explicit(cancel, memory_order_relaxed))) {
-        struct timespec ts;
-        deadline(&ts, 1);
+        struct timespec ts = clock_deadline(CLOCK_REALTIME, 1);
         pthread_cond_timedwait(&g->cond, &g->lock, &ts);
     }
     g->saw_cancel = !g->open;
@@ -168,8 +157,7 @@ static bool start_plug(struct fx *f)
     CHECK_EQ(pthread_create(&f->device, NULL, device_thread, f), 0);
 
     pthread_mutex_lock(&f->g.lock);
-    struct timespec ts;
-    deadline(&ts, HANG_S * 1000);
+    struct timespec ts = clock_deadline(CLOCK_REALTIME, HANG_S * 1000);
     while (!f->g.entered && pthread_cond_timedwait(&f->g.cond, &f->g.lock, &ts) == 0)
         ;
     bool entered = f->g.entered;
@@ -231,8 +219,7 @@ static bool side_run(struct side *s, pthread_t *th)
     pthread_cond_init(&s->cond, NULL);
     CHECK_EQ(pthread_create(th, NULL, side_main, s), 0);
     pthread_mutex_lock(&s->lock);
-    struct timespec ts;
-    deadline(&ts, HANG_S * 1000);
+    struct timespec ts = clock_deadline(CLOCK_REALTIME, HANG_S * 1000);
     while (!s->done && pthread_cond_timedwait(&s->cond, &s->lock, &ts) == 0)
         ;
     bool done = s->done;
@@ -347,8 +334,7 @@ static void slow_observe(void *opaque, struct virtio_mem *m, enum virtio_mem_eve
     pthread_mutex_lock(&o->lock);
     o->entered = true;
     pthread_cond_broadcast(&o->cond);
-    struct timespec ts;
-    deadline(&ts, HANG_S * 1000);
+    struct timespec ts = clock_deadline(CLOCK_REALTIME, HANG_S * 1000);
     while (!o->open && pthread_cond_timedwait(&o->cond, &o->lock, &ts) == 0)
         ;
     pthread_mutex_unlock(&o->lock);
@@ -374,8 +360,7 @@ TEST(the_answer_and_its_interrupt_do_not_wait_for_the_event)
         return;
     }
     pthread_mutex_lock(&o.lock);
-    struct timespec ts;
-    deadline(&ts, HANG_S * 1000);
+    struct timespec ts = clock_deadline(CLOCK_REALTIME, HANG_S * 1000);
     while (!o.entered && pthread_cond_timedwait(&o.cond, &o.lock, &ts) == 0)
         ;
     bool entered = o.entered;
@@ -458,8 +443,7 @@ TEST(a_verbose_line_to_a_stuck_stderr_does_not_delay_the_answer)
     for (;;) {
         while (read(p[0], junk, sizeof(junk)) > 0)
             ;
-        struct timespec ts;
-        deadline(&ts, 10);
+        struct timespec ts = clock_deadline(CLOCK_REALTIME, 10);
         if (pthread_timedjoin_np(f.device, NULL, &ts) == 0)
             break;
     }
